@@ -1,0 +1,323 @@
+"""SQLAlchemy 2 typed models. Times are timezone-aware UTC; money is integer rupiah."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Stores aware datetimes as UTC and always returns aware UTC datetimes (SQLite drops tzinfo)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; store timezone-aware UTC")
+        value = value.astimezone(dt.UTC)
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dt.datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+# --- roles -----------------------------------------------------------------------------------
+
+ROLE_WARGA = "warga"
+ROLE_KETUA_RT = "ketua_rt"
+ROLE_PETUGAS = "petugas"
+ROLE_ADMIN = "admin"
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    first_name: Mapped[str] = mapped_column(String(128), default="")
+    last_name: Mapped[str | None] = mapped_column(String(128))
+    username: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str] = mapped_column(String(8), default="id")
+    language_chosen: Mapped[bool] = mapped_column(Boolean, default=False)
+    blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    def display_name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p) or f"#{self.id}"
+
+
+class Consent(Base):
+    """Explicit consent under UU PDP No. 27/2022, kept with its time and text version."""
+
+    __tablename__ = "consents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(16))
+    given_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+# --- master data: kecamatan -> kelurahan -> RT -------------------------------------------------
+
+
+class Kecamatan(Base):
+    __tablename__ = "kecamatan"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(80), unique=True)
+
+    kelurahan: Mapped[list[Kelurahan]] = relationship(back_populates="kecamatan", order_by="Kelurahan.name")
+
+
+class Kelurahan(Base):
+    __tablename__ = "kelurahan"
+    __table_args__ = (UniqueConstraint("kecamatan_id", "name", name="uq_kelurahan_kecamatan_name"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kecamatan_id: Mapped[int] = mapped_column(ForeignKey("kecamatan.id"), index=True)
+    name: Mapped[str] = mapped_column(String(80))
+
+    kecamatan: Mapped[Kecamatan] = relationship(back_populates="kelurahan", lazy="joined")
+
+
+class RT(Base):
+    __tablename__ = "rt"
+    __table_args__ = (
+        UniqueConstraint("kelurahan_id", "number", name="uq_rt_kelurahan_number"),
+        CheckConstraint("number > 0 AND number < 1000", name="number_range"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kelurahan_id: Mapped[int] = mapped_column(ForeignKey("kelurahan.id"), index=True)
+    number: Mapped[int] = mapped_column(Integer)
+
+    kelurahan: Mapped[Kelurahan] = relationship(lazy="joined")
+
+    def label(self) -> str:
+        return f"RT {self.number:02d}"
+
+
+# --- Ketua RT registrations ----------------------------------------------------------------------
+
+REG_PENDING = "menunggu"
+REG_VERIFIED = "terverifikasi"
+REG_REJECTED = "ditolak"
+REG_REPLACED = "diganti"
+
+
+class RTHead(Base):
+    """A registration of a user as Ketua RT; at most one verified per RT at a time."""
+
+    __tablename__ = "rt_heads"
+    __table_args__ = (
+        Index(
+            "uq_rt_heads_one_verified_per_rt",
+            "rt_id",
+            unique=True,
+            sqlite_where=text("status = 'terverifikasi'"),
+            postgresql_where=text("status = 'terverifikasi'"),
+        ),
+        Index(
+            "uq_rt_heads_one_open_per_user",
+            "user_id",
+            unique=True,
+            sqlite_where=text("status IN ('menunggu', 'terverifikasi')"),
+            postgresql_where=text("status IN ('menunggu', 'terverifikasi')"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    rt_id: Mapped[int] = mapped_column(ForeignKey("rt.id"), index=True)
+    full_name: Mapped[str] = mapped_column(String(120))
+    phone: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default=REG_PENDING, index=True)
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    rt: Mapped[RT] = relationship(lazy="joined")
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+# --- officers -------------------------------------------------------------------------------------
+
+SCOPE_KELURAHAN = "kelurahan"
+SCOPE_KECAMATAN = "kecamatan"
+SCOPE_KOTA = "kota"
+
+
+class Officer(Base):
+    """A petugas appointment with a scope; revoked appointments stay for the audit trail."""
+
+    __tablename__ = "officers"
+    __table_args__ = (
+        Index(
+            "uq_officers_one_active_per_user",
+            "user_id",
+            unique=True,
+            sqlite_where=text("revoked_at IS NULL"),
+            postgresql_where=text("revoked_at IS NULL"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    scope: Mapped[str] = mapped_column(String(16))
+    kecamatan_id: Mapped[int | None] = mapped_column(ForeignKey("kecamatan.id"))
+    kelurahan_id: Mapped[int | None] = mapped_column(ForeignKey("kelurahan.id"))
+    appointed_by: Mapped[int] = mapped_column(BigInteger)
+    appointed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_by: Mapped[int | None] = mapped_column(BigInteger)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+    kecamatan: Mapped[Kecamatan | None] = relationship(lazy="joined")
+    kelurahan: Mapped[Kelurahan | None] = relationship(lazy="joined")
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+# --- programme configuration per fiscal year ------------------------------------------------
+
+
+class Program(Base):
+    __tablename__ = "programs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fiscal_year: Mapped[int] = mapped_column(Integer, unique=True)
+    name: Mapped[str] = mapped_column(String(80))
+    budget_per_rt: Mapped[int] = mapped_column(BigInteger)
+    code_prefix: Mapped[str] = mapped_column(String(8))
+    submission_opens: Mapped[dt.date] = mapped_column(Date)
+    submission_closes: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    categories: Mapped[list[ProgramCategory]] = relationship(
+        back_populates="program", order_by="ProgramCategory.position", lazy="selectin"
+    )
+
+
+class ProgramCategory(Base):
+    __tablename__ = "program_categories"
+    __table_args__ = (UniqueConstraint("program_id", "code", name="uq_program_categories_program_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id", ondelete="CASCADE"), index=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(80))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    is_physical: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Optional share of the RT's yearly ceiling, in percent (e.g. 20 means 20 %).
+    min_share_pct: Mapped[int | None] = mapped_column(Integer)
+    max_share_pct: Mapped[int | None] = mapped_column(Integer)
+
+    program: Mapped[Program] = relationship(back_populates="categories")
+
+
+# --- audit, outbox, handled updates, FSM -----------------------------------------------------
+
+
+class AuditLog(Base):
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    action: Mapped[str] = mapped_column(String(64), index=True)
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[str | None] = mapped_column(String(64))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+OUTBOX_PENDING = "pending"
+OUTBOX_SENT = "sent"
+OUTBOX_FAILED = "failed"
+
+
+class Outbox(Base):
+    """A notification written in the same transaction as the change it reports."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(48))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    status: Mapped[str] = mapped_column(String(12), default=OUTBOX_PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    sent_at: Mapped[dt.datetime | None] = mapped_column()
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class HandledUpdate(Base):
+    """Update ids whose effects are committed; written in the same transaction as those effects."""
+
+    __tablename__ = "handled_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    handled_at: Mapped[dt.datetime] = mapped_column(default=utcnow, server_default=func.now())
+
+
+class FSMRecord(Base):
+    """Conversation state for aiogram's FSM, so a dialog survives a restart."""
+
+    __tablename__ = "fsm_states"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
