@@ -68,9 +68,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_db_url(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
-            raise ValueError(
-                "must be sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host:5432/db"
-            )
+            raise ValueError("must be sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host:5432/db")
         return value
 
     @field_validator("timezone")

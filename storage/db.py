@@ -85,3 +85,14 @@ async def begin_write(session: AsyncSession) -> None:
 def _clear_write_flag(session: Any, transaction: Any) -> None:
     if transaction.parent is None:
         session.info.pop("write_tx", None)
+
+
+async def release(session: AsyncSession) -> None:
+    """End the current transaction when nothing was changed, keeping loaded objects usable.
+
+    (A rollback would expire every loaded object, and touching one afterwards would need I/O.)
+    """
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("release() with pending changes; commit or roll back instead")
+    if session.in_transaction():
+        await session.commit()

@@ -50,11 +50,10 @@ async def _pg_unavailable_reason() -> str | None:
         try:
             await _pg_admin_exec("SELECT 1")
             reason = None
-        except Exception as exc:  # noqa: BLE001 - any failure means "not reachable here"
+        except Exception as exc:
             reason = f"PostgreSQL tests skipped: server at TEST_DATABASE_URL not reachable ({exc!r})"
     _pg_status["reason"] = reason
     return reason
-
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -76,7 +75,7 @@ async def db_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]
             try:
                 await _pg_admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
                 break
-            except Exception:  # noqa: BLE001
+            except Exception:
                 await asyncio.sleep(0.5)
 
 

@@ -1,0 +1,139 @@
+"""Command line: ``prolita-bot`` (run the bot), ``prolita-bot db upgrade``,
+``prolita-bot import-wilayah FILE.csv``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+from bot.config import ConfigError, Settings, load_settings
+
+NO_TOKEN = """\
+prolita-bot: BOT_TOKEN is not set, so the bot cannot connect to Telegram.
+
+  1. In Telegram, open @BotFather, send /newbot and follow the steps; it gives you a token
+     like 123456789:AAE...
+  2. Put it in the environment or in a .env file next to where you run the bot:
+       BOT_TOKEN=123456789:AAE...
+     Optional: DATABASE_URL (default sqlite+aiosqlite:///./prolita.db), ADMIN_IDS (your
+     Telegram user id, comma-separated for several), TELEGRAM_API_URL (a self-hosted Bot API
+     server), MEDIA_DIR, TIMEZONE, REDIS_URL, LOG_LEVEL. See README.md.
+  3. Run prolita-bot again.
+"""
+
+
+class _RedactToken(logging.Filter):
+    """Belt and braces: the token never appears in a log line, even inside a URL."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self.token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.token:
+            message = record.getMessage()
+            if self.token in message:
+                record.msg = message.replace(self.token, "<BOT_TOKEN>")
+                record.args = None
+        return True
+
+
+def setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    token = settings.bot_token.get_secret_value() if settings.bot_token else ""
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_RedactToken(token))
+    # aiogram logs every update at INFO; our own line per update replaces it.
+    logging.getLogger("aiogram.event").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="prolita-bot", description="Prolita Bot: run the Telegram bot or manage it.")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("run", help="run the bot with long polling (the default)")
+    db = sub.add_parser("db", help="database maintenance")
+    db.add_argument("action", choices=["upgrade", "current"], help="upgrade: apply migrations; current: show revision")
+    imp = sub.add_parser("import-wilayah", help="import kecamatan/kelurahan/RT master data from a CSV")
+    imp.add_argument("file", type=Path, help="CSV with columns kecamatan,kelurahan,rt")
+    return p
+
+
+async def _db(settings: Settings, action: str) -> int:
+    from storage.db import create_engine
+    from storage.migrate import current_revision, upgrade
+
+    engine = create_engine(settings.database_url)
+    try:
+        if action == "upgrade":
+            await upgrade(engine)
+        print(f"database at revision {await current_revision(engine)}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _import(settings: Settings, path: Path) -> int:
+    from bot.services.wilayah import import_csv
+    from storage.db import create_engine, create_sessionmaker
+    from storage.migrate import upgrade
+
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+
+        def progress(done: int, total: int) -> None:
+            width = 30
+            filled = width * done // max(total, 1)
+            print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} rows", end="", file=sys.stderr)
+            if done >= total:
+                print(file=sys.stderr)
+
+        report = await import_csv(create_sessionmaker(engine), path, on_progress=progress)
+    finally:
+        await engine.dispose()
+    if report.errors:
+        print(f"{len(report.errors)} bad row(s); nothing was imported:", file=sys.stderr)
+        for line, message in report.errors:
+            print(f"  line {line}: {message}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except ConfigError as exc:
+        print(f"prolita-bot: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    if args.command == "db":
+        return asyncio.run(_db(settings, args.action))
+    if args.command == "import-wilayah":
+        if not args.file.is_file():
+            print(f"prolita-bot: {args.file}: no such file", file=sys.stderr)
+            return 2
+        return asyncio.run(_import(settings, args.file))
+    if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
+        print(NO_TOKEN, file=sys.stderr, end="")
+        return 2
+    from bot.app import run_bot
+
+    try:
+        asyncio.run(run_bot(settings))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Per-update context: skip re-delivered updates, open the DB session, load the user and roles,
+and write one log line per handled update (user id, handler, duration; never the token)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiogram import BaseMiddleware
+from aiogram.dispatcher.event.bases import UNHANDLED
+from aiogram.types import TelegramObject, Update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.config import Settings
+from bot.services import users
+from storage import handled
+
+log = logging.getLogger("prolita.updates")
+
+Handler = Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]]
+
+
+class UpdateContextMiddleware(BaseMiddleware):
+    """Outer middleware on ``update``: one session per update; a failed update rolls back whole."""
+
+    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], settings: Settings) -> None:
+        self.sessionmaker = sessionmaker
+        self.settings = settings
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        assert isinstance(event, Update)
+        started = time.perf_counter()
+        trace: dict[str, Any] = {"handler": "-"}
+        data["trace"] = trace
+        tg_user = data.get("event_from_user")
+        outcome = "ok"
+        try:
+            async with self.sessionmaker() as session:
+                if await handled.is_handled(session, event.update_id):
+                    outcome = "duplicate"
+                    return UNHANDLED
+                user = roles = None
+                if tg_user is not None and not tg_user.is_bot:
+                    user = await users.ensure_user(
+                        session, tg_user.id, tg_user.first_name, tg_user.last_name, tg_user.username
+                    )
+                    roles = await users.load_roles(session, tg_user.id, self.settings.admin_ids)
+                handled.track(session, event.update_id)
+                data["session"] = session
+                data["user"] = user
+                data["roles"] = roles
+                try:
+                    result = await handler(event, data)
+                    if session.in_transaction():
+                        await session.commit()
+                    if result is UNHANDLED:
+                        outcome = "unhandled"
+                    return result
+                except BaseException:
+                    outcome = "error"
+                    await session.rollback()
+                    raise
+                finally:
+                    handled.untrack(session)
+        finally:
+            log.info(
+                "update=%s user=%s type=%s handler=%s outcome=%s ms=%.1f",
+                event.update_id,
+                tg_user.id if tg_user else "-",
+                event.event_type,
+                trace["handler"],
+                outcome,
+                (time.perf_counter() - started) * 1000,
+            )
+
+
+class HandlerTraceMiddleware(BaseMiddleware):
+    """Inner middleware: notes which handler took the update, for the log line."""
+
+    async def __call__(self, handler: Handler, event: TelegramObject, data: dict[str, Any]) -> Any:
+        trace = data.get("trace")
+        handler_obj = data.get("handler")
+        if trace is not None and handler_obj is not None:
+            cb = handler_obj.callback
+            trace["handler"] = f"{cb.__module__.removeprefix('handlers.')}.{cb.__name__}"
+        return await handler(event, data)

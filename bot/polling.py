@@ -1,0 +1,144 @@
+"""Long polling that never confirms an update before it has been handled.
+
+aiogram's built-in polling asks for ``offset = last_id + 1`` as soon as it has *received* a
+batch, which tells Telegram to forget those updates while their handlers may still be running:
+a crash then loses what users sent. Here the offset only moves past updates whose handling has
+finished. Because ``getUpdates`` cannot skip unconfirmed updates, a poll made while some are
+still in flight returns them again; those are recognised and not dispatched twice. Updates of
+one user are handled one after another, in order; different users run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from aiogram import Bot, Dispatcher
+from aiogram.methods import GetUpdates
+from aiogram.types import Update
+from aiogram.utils.backoff import Backoff, BackoffConfig
+
+log = logging.getLogger("prolita.polling")
+
+# While updates are in flight, how long to wait for one of them to finish before polling again
+# for new ones (a poll then returns at once, since the in-flight ones are still unconfirmed).
+INFLIGHT_REPOLL_SECONDS = 0.02
+MAX_INFLIGHT = 100  # Telegram returns at most 100 updates per call
+
+
+def _user_key(update: Update) -> int | None:
+    event = update.event
+    user = getattr(event, "from_user", None) or getattr(event, "user", None)
+    return user.id if user is not None else None
+
+
+class SafePoller:
+    def __init__(
+        self,
+        bot: Bot,
+        dispatcher: Dispatcher,
+        *,
+        allowed_updates: list[str],
+        timeout: int = 25,
+        **workflow: Any,
+    ) -> None:
+        self.bot = bot
+        self.dp = dispatcher
+        self.allowed_updates = allowed_updates
+        self.timeout = timeout
+        self.workflow = workflow
+        self._stop = asyncio.Event()
+        self._inflight: dict[int, asyncio.Task[None]] = {}
+        self._finished: set[int] = set()  # handled but not yet confirmed to the server
+        self._tails: dict[int, asyncio.Task[None]] = {}
+        self._max_seen: int | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def offset(self) -> int | None:
+        if self._inflight:
+            return min(self._inflight)
+        return None if self._max_seen is None else self._max_seen + 1
+
+    async def run(self) -> None:
+        backoff = Backoff(BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1))
+        while not self._stop.is_set():
+            if len(self._inflight) >= MAX_INFLIGHT:
+                await self._wait_inflight(None)
+                continue
+            timeout = 0 if self._inflight else self.timeout
+            method = GetUpdates(offset=self.offset, timeout=timeout, allowed_updates=self.allowed_updates)
+            poll = asyncio.ensure_future(self.bot(method, request_timeout=timeout + 30))
+            stop = asyncio.ensure_future(self._stop.wait())
+            done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+            if poll not in done:
+                poll.cancel()
+                break
+            stop.cancel()
+            try:
+                updates = poll.result()
+            except Exception as exc:
+                log.error("getUpdates failed: %s: %s; retrying in %.1fs", type(exc).__name__, exc, backoff.next_delay)
+                await backoff.asleep()
+                continue
+            backoff.reset()
+            fresh = self._dispatch(updates)
+            if self._inflight and not fresh:
+                await self._wait_inflight(INFLIGHT_REPOLL_SECONDS)
+        await self.drain()
+
+    def _dispatch(self, updates: list[Update]) -> int:
+        floor = self.offset
+        fresh = 0
+        for update in updates:
+            uid = update.update_id
+            if floor is not None and uid < floor:
+                continue
+            if uid in self._inflight or uid in self._finished:
+                continue
+            fresh += 1
+            self._max_seen = uid if self._max_seen is None else max(self._max_seen, uid)
+            key = _user_key(update)
+            previous = self._tails.get(key) if key is not None else None
+            task = asyncio.create_task(self._handle(update, previous), name=f"update-{uid}")
+            self._inflight[uid] = task
+            if key is not None:
+                self._tails[key] = task
+            task.add_done_callback(lambda t, uid=uid, key=key: self._done(uid, key, t))
+        return fresh
+
+    async def _handle(self, update: Update, previous: asyncio.Task[None] | None) -> None:
+        if previous is not None and not previous.done():
+            await asyncio.wait({previous})
+        try:
+            await self.dp.feed_update(self.bot, update, **self.workflow)
+        except Exception:  # the errors router already answered the user and logged it
+            log.exception("update %s failed", update.update_id)
+
+    def _done(self, uid: int, key: int | None, task: asyncio.Task[None]) -> None:
+        self._inflight.pop(uid, None)
+        self._finished.add(uid)
+        if key is not None and self._tails.get(key) is task:
+            del self._tails[key]
+        floor = self.offset
+        if floor is not None:
+            self._finished = {u for u in self._finished if u >= floor}
+
+    async def _wait_inflight(self, limit: float | None) -> None:
+        if self._inflight:
+            await asyncio.wait(set(self._inflight.values()), timeout=limit, return_when=asyncio.FIRST_COMPLETED)
+
+    async def drain(self, grace: float = 30.0) -> None:
+        """Finish in-flight updates, then confirm them so they are not delivered again."""
+        if self._inflight:
+            log.info("finishing %d in-flight update(s)", len(self._inflight))
+            await asyncio.wait(set(self._inflight.values()), timeout=grace)
+        offset = self.offset
+        if offset is not None:
+            try:
+                await self.bot(GetUpdates(offset=offset, timeout=0, limit=1, allowed_updates=self.allowed_updates))
+            except Exception as exc:
+                log.warning("could not confirm handled updates on shutdown: %s", exc)

@@ -1,0 +1,34 @@
+"""The audit log: who did what, when, with the state before and after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from storage.models import AuditLog
+
+
+def record(
+    session: AsyncSession,
+    actor_id: int | None,
+    action: str,
+    entity: str,
+    entity_id: object | None = None,
+    *,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    reason: str | None = None,
+) -> AuditLog:
+    """Add an audit row to the session; it commits with the change it describes."""
+    row = AuditLog(
+        actor_id=actor_id,
+        action=action,
+        entity=entity,
+        entity_id=None if entity_id is None else str(entity_id),
+        before=before,
+        after=after,
+        reason=reason,
+    )
+    session.add(row)
+    return row

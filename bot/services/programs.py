@@ -1,0 +1,54 @@
+"""The programme table per fiscal year, seeded from the environment's defaults the first time a
+year is needed. Later edits by admins change only that year's row, never past years."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.config import Settings
+from storage.db import begin_write
+from storage.models import Program, ProgramCategory
+
+# Bontang's Prolita categories; another programme edits them per year (admins, or the CLI).
+DEFAULT_CATEGORIES: tuple[tuple[str, str, bool, int | None, int | None], ...] = (
+    ("infrastruktur", "Infrastruktur fisik", True, None, None),
+    ("sosbud", "Sosial budaya", False, None, None),
+    ("ekonomi", "Ekonomi", False, None, None),
+    ("kespen", "Kesehatan & pendidikan", False, None, None),
+)
+
+
+async def get(session: AsyncSession, year: int) -> Program | None:
+    return await session.scalar(select(Program).where(Program.fiscal_year == year))
+
+
+async def ensure(session: AsyncSession, settings: Settings, year: int) -> Program:
+    program = await get(session, year)
+    if program is not None:
+        return program
+    await begin_write(session)
+    program = await get(session, year)
+    if program is None:
+        program = Program(
+            fiscal_year=year,
+            name=settings.program_name,
+            budget_per_rt=settings.budget_per_rt,
+            code_prefix=settings.proposal_code_prefix,
+            submission_opens=dt.date(year, 1, 1),
+            submission_closes=dt.date(year, 12, 31),
+        )
+        program.categories = [
+            ProgramCategory(code=c, name=n, position=i, is_physical=p, min_share_pct=lo, max_share_pct=hi)
+            for i, (c, n, p, lo, hi) in enumerate(DEFAULT_CATEGORIES)
+        ]
+        session.add(program)
+        try:
+            await session.commit()
+        except IntegrityError:  # another instance seeded it first
+            await session.rollback()
+            program = await get(session, year)
+    return program

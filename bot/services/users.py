@@ -1,0 +1,108 @@
+"""Users and their roles: warga by default; Ketua RT once verified; petugas by appointment; admins
+are the ``ADMIN_IDS``. Roles are looked up on every update; the user row is written only when new
+or when their Telegram name changed (never a write just to "touch" the user)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.permissions import ADMIN, CITY_SCOPE, KETUA_RT, PETUGAS, WARGA, Scope
+from storage.db import begin_write
+from storage.models import REG_PENDING, REG_VERIFIED, Officer, RTHead, User
+
+SUPPORTED_LANGUAGES = ("id", "en")
+
+
+@dataclass(frozen=True)
+class Roles:
+    is_admin: bool
+    officer: Officer | None
+    rt_head: RTHead | None  # the verified registration, if any
+    pending: RTHead | None  # a registration waiting for verification, if any
+
+    @property
+    def names(self) -> set[str]:
+        names = {WARGA}
+        if self.rt_head is not None:
+            names.add(KETUA_RT)
+        if self.officer is not None or self.is_admin:
+            names.add(PETUGAS)
+        if self.is_admin:
+            names.add(ADMIN)
+        return names
+
+    @property
+    def primary(self) -> str:
+        for role in (ADMIN, PETUGAS, KETUA_RT):
+            if role in self.names:
+                return role
+        return WARGA
+
+    @property
+    def scope(self) -> Scope | None:
+        """The officer's scope; admins act with city scope."""
+        if self.is_admin:
+            return CITY_SCOPE
+        if self.officer is not None:
+            return officer_scope(self.officer)
+        return None
+
+
+def officer_scope(officer: Officer) -> Scope:
+    return Scope(level=officer.scope, kecamatan_id=officer.kecamatan_id, kelurahan_id=officer.kelurahan_id)
+
+
+async def ensure_user(
+    session: AsyncSession, user_id: int, first_name: str, last_name: str | None, username: str | None
+) -> User:
+    user = await session.get(User, user_id)
+    changed = user is None or (user.first_name, user.last_name, user.username) != (first_name, last_name, username)
+    if not changed:
+        return user
+    await begin_write(session)
+    user = await session.get(User, user_id, populate_existing=True)
+    if user is None:
+        user = User(id=user_id, first_name=first_name, last_name=last_name, username=username)
+        session.add(user)
+    else:
+        user.first_name, user.last_name, user.username = first_name, last_name, username
+    if user.blocked_bot:
+        user.blocked_bot = False
+    await session.commit()
+    return user
+
+
+async def load_roles(session: AsyncSession, user_id: int, admin_ids: tuple[int, ...]) -> Roles:
+    officer = await session.scalar(select(Officer).where(Officer.user_id == user_id, Officer.revoked_at.is_(None)))
+    heads = (
+        await session.scalars(
+            select(RTHead).where(RTHead.user_id == user_id, RTHead.status.in_((REG_PENDING, REG_VERIFIED)))
+        )
+    ).all()
+    verified = next((h for h in heads if h.status == REG_VERIFIED), None)
+    pending = next((h for h in heads if h.status == REG_PENDING), None)
+    return Roles(is_admin=user_id in admin_ids, officer=officer, rt_head=verified, pending=pending)
+
+
+async def set_language(session: AsyncSession, user: User, language: str) -> User:
+    if language not in SUPPORTED_LANGUAGES:
+        raise ValueError(language)
+    await begin_write(session)
+    row = await session.get(User, user.id, populate_existing=True)
+    row.language = language
+    row.language_chosen = True
+    await session.commit()
+    return row
+
+
+async def ensure_placeholder(session: AsyncSession, user_id: int, first_name: str = "") -> User:
+    """A user row for someone appointed before they ever opened the bot (caller holds the write tx)."""
+    user = await session.get(User, user_id)
+    if user is None:
+        user = User(id=user_id, first_name=first_name)
+        session.add(user)
+        await session.flush()
+    return user

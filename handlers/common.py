@@ -1,0 +1,117 @@
+"""Shared pieces of the chat UI: menu labels, role menus, navigation buttons, small renderers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiogram.filters import Filter
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    KeyboardButton,
+    Message,
+    ReplyKeyboardMarkup,
+)
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.domain.permissions import ADMIN, KETUA_RT, PETUGAS
+from bot.domain.text import escape_html
+from bot.services.users import Roles
+from storage.models import RT
+
+
+def N_(message: str) -> str:
+    """Mark a string for translation without translating it now (gettext_noop)."""
+    return message
+
+
+# Reply-keyboard menu labels (msgids). Matched in every language, so an old keyboard still works.
+BTN_REGISTER = N_("📝 Register as RT head")
+BTN_REG_STATUS = N_("⏳ My registration")
+BTN_HELP = N_("❓ Help")
+BTN_LANGUAGE = N_("🌐 Language")
+BTN_VERIFY = N_("✅ Verify RT heads")
+BTN_OFFICERS = N_("👮 Manage officers")
+BTN_CANCEL = N_("✖️ Cancel")
+BTN_BACK = N_("⬅️ Back")
+BTN_SHARE_PHONE = N_("📱 Send my phone number")
+
+
+class Label(Filter):
+    """Matches a message whose text is one of our menu labels, in any language."""
+
+    def __init__(self, *msgids: str) -> None:
+        self.msgids = msgids
+
+    async def __call__(self, message: Message, i18n: I18n) -> bool:
+        text = (message.text or "").strip()
+        if not text:
+            return False
+        for msgid in self.msgids:
+            if text == msgid:
+                return True
+            for locale in i18n.available_locales:
+                if text == i18n.gettext(msgid, locale=locale):
+                    return True
+        return False
+
+
+CANCEL_WORDS = {"batal", "cancel", "/batal", "/cancel", "stop"}
+BACK_WORDS = {"kembali", "back", "/kembali"}
+
+
+class NavCb(CallbackData, prefix="nav"):
+    action: str  # "back" | "cancel"
+
+
+def nav_row() -> list[InlineKeyboardButton]:
+    return [
+        InlineKeyboardButton(text=_(BTN_BACK), callback_data=NavCb(action="back").pack()),
+        InlineKeyboardButton(text=_(BTN_CANCEL), callback_data=NavCb(action="cancel").pack()),
+    ]
+
+
+def cancel_row() -> list[InlineKeyboardButton]:
+    return [InlineKeyboardButton(text=_(BTN_CANCEL), callback_data=NavCb(action="cancel").pack())]
+
+
+def main_menu(roles: Roles | None) -> ReplyKeyboardMarkup:
+    """The persistent menu for the user's role: every command has a button."""
+    names = roles.names if roles else set()
+    rows: list[list[KeyboardButton]] = []
+    if ADMIN in names:
+        rows.append([KeyboardButton(text=_(BTN_VERIFY)), KeyboardButton(text=_(BTN_OFFICERS))])
+    elif PETUGAS in names:
+        rows.append([KeyboardButton(text=_(BTN_VERIFY))])
+    if KETUA_RT not in names and PETUGAS not in names:
+        if roles is not None and roles.pending is not None:
+            rows.append([KeyboardButton(text=_(BTN_REG_STATUS))])
+        else:
+            rows.append([KeyboardButton(text=_(BTN_REGISTER))])
+    rows.append([KeyboardButton(text=_(BTN_HELP)), KeyboardButton(text=_(BTN_LANGUAGE))])
+    return ReplyKeyboardMarkup(keyboard=rows, resize_keyboard=True, is_persistent=True)
+
+
+def nav_reply_keyboard(*first_rows: list[KeyboardButton]) -> ReplyKeyboardMarkup:
+    rows = [*first_rows, [KeyboardButton(text=_(BTN_BACK)), KeyboardButton(text=_(BTN_CANCEL))]]
+    return ReplyKeyboardMarkup(keyboard=rows, resize_keyboard=True, one_time_keyboard=False)
+
+
+def rt_place(rt: RT) -> str:
+    """``RT 05, Kel. Api-Api, Kec. Bontang Utara`` (HTML-escaped)."""
+    kel = rt.kelurahan
+    return _("{rt}, Kel. {kelurahan}, Kec. {kecamatan}").format(
+        rt=rt.label(), kelurahan=escape_html(kel.name), kecamatan=escape_html(kel.kecamatan.name)
+    )
+
+
+async def stale_button(query: CallbackQuery) -> None:
+    await query.answer(
+        _("This button is no longer valid. Please use the latest message, or type /start."), show_alert=True
+    )
+
+
+def chunk(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]

@@ -1,0 +1,63 @@
+"""Last-resort handlers: unknown commands, unexpected message types, stale buttons, and errors.
+
+Included last, so they only see what no feature router took."""
+
+from __future__ import annotations
+
+import logging
+
+from aiogram import F, Router
+from aiogram.filters import ExceptionTypeFilter
+from aiogram.types import CallbackQuery, ErrorEvent, Message
+from aiogram.utils.i18n import I18n
+from aiogram.utils.i18n import gettext as _
+
+from bot.i18n import DEFAULT_LOCALE
+from bot.services.users import Roles
+from handlers.common import main_menu, stale_button
+from storage.models import User
+
+router = Router(name=__name__)
+log = logging.getLogger("prolita.errors")
+
+
+@router.message(F.chat.type == "private", F.text.startswith("/"))
+async def unknown_command(message: Message, roles: Roles) -> None:
+    await message.answer(
+        _("I do not know that command. Type /bantuan to see what you can do."), reply_markup=main_menu(roles)
+    )
+
+
+@router.message(F.chat.type == "private")
+async def not_understood(message: Message, roles: Roles) -> None:
+    if message.text:
+        text = _("Sorry, I did not understand. Please use the buttons below, or type /bantuan for help.")
+    else:
+        text = _("I cannot use this kind of message here. Please use the buttons below, or type /bantuan for help.")
+    await message.answer(text, reply_markup=main_menu(roles))
+
+
+@router.callback_query()
+async def unknown_button(query: CallbackQuery) -> None:
+    await stale_button(query)
+
+
+@router.errors(ExceptionTypeFilter(Exception))
+async def on_error(event: ErrorEvent, i18n: I18n | None = None, user: User | None = None) -> bool:
+    update = event.update
+    log.error("update %s failed: %s", update.update_id, event.exception, exc_info=event.exception)
+    target = update.message or (update.callback_query.message if update.callback_query else None)
+    if target is None or i18n is None:
+        return True
+    with i18n.context(), i18n.use_locale(getattr(user, "language", None) or DEFAULT_LOCALE):
+        text = _(
+            "Sorry, something went wrong on our side. What you entered before is kept; please try again in a moment."
+        )
+        try:
+            if update.callback_query:
+                await update.callback_query.answer(text, show_alert=True)
+            else:
+                await target.answer(text)
+        except Exception:
+            log.warning("could not tell the user about the error", exc_info=True)
+    return True

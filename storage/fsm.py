@@ -1,0 +1,202 @@
+"""aiogram FSM storage in the application database (table ``fsm_states``), so dialogs survive restarts.
+
+One row per storage key holds both the state and the data. Every write is one short transaction
+(opened with :func:`storage.db.begin_write`, so SQLite takes its write lock up front) using the
+dialect's ``INSERT ... ON CONFLICT DO UPDATE``. A row whose state is ``None`` and whose data is
+empty is deleted, which keeps the table as small as the number of open dialogs.
+
+``update_data`` is atomic: the read-modify-write happens inside one write transaction with the
+row locked (``ON CONFLICT DO UPDATE`` on PostgreSQL locks it; on SQLite the whole database is
+locked by ``BEGIN IMMEDIATE``), so concurrent updates of the same key never lose each other's keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
+from urllib.parse import quote
+
+from aiogram.exceptions import DataNotDictLikeError
+from aiogram.fsm.state import State
+from aiogram.fsm.storage.base import BaseStorage, KeyBuilder, StateType, StorageKey
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from storage.db import begin_write
+from storage.models import FSMRecord, utcnow
+
+__all__ = ["SQLKeyBuilder", "SQLStorage"]
+
+_KEY_MAX = 255  # length of fsm_states.key
+_TABLE = FSMRecord.__table__
+
+
+class SQLKeyBuilder(KeyBuilder):
+    """Unambiguous key: every StorageKey field has a fixed position (``None`` thread is empty).
+
+    Format: ``fsm:<bot_id>:<chat_id>:<user_id>:<thread_id|>:<business_connection_id|>:<destiny>``,
+    with the two free-text fields percent-encoded so a ``:`` inside them cannot shift the fields.
+    (aiogram's ``DefaultKeyBuilder`` leaves out absent optional parts, so a business key and a
+    thread key of different chats could render the same string.)
+    """
+
+    def __init__(self, prefix: str = "fsm") -> None:
+        self.prefix = prefix
+
+    def build(self, key: StorageKey, part: Literal["data", "state", "lock"] | None = None) -> str:
+        parts = [
+            self.prefix,
+            str(key.bot_id),
+            str(key.chat_id),
+            str(key.user_id),
+            "" if key.thread_id is None else str(key.thread_id),
+            quote(key.business_connection_id or "", safe=""),
+            quote(key.destiny, safe=""),
+        ]
+        if part:
+            parts.append(part)
+        return ":".join(parts)
+
+
+def _state_str(state: StateType) -> str | None:
+    return state.state if isinstance(state, State) else state
+
+
+def _json_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep, JSON-normalised copy: what is stored is exactly what a later read returns."""
+    try:
+        return json.loads(json.dumps(dict(data), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"FSM data must be JSON-serialisable: {exc}") from exc
+
+
+def _check_dict(data: Any) -> None:
+    if not isinstance(data, dict):
+        raise DataNotDictLikeError(f"Data must be a dict or dict-like object, got {type(data).__name__}")
+
+
+class SQLStorage(BaseStorage):
+    """FSM storage on an ``async_sessionmaker`` (SQLite or PostgreSQL); the engine is owned elsewhere."""
+
+    def __init__(
+        self,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        *,
+        key_builder: KeyBuilder | None = None,
+    ) -> None:
+        self.sessionmaker = sessionmaker
+        self.key_builder = key_builder or SQLKeyBuilder()
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def _key(self, key: StorageKey) -> str:
+        k = self.key_builder.build(key)
+        if len(k) > _KEY_MAX:  # absurdly long destiny/business id: keep it unique but bounded
+            k = "sha256:" + hashlib.sha256(k.encode()).hexdigest()
+        return k
+
+    @staticmethod
+    def _insert(session: AsyncSession) -> Any:
+        name = session.get_bind().dialect.name
+        if name == "postgresql":
+            return postgresql.insert(_TABLE)
+        if name == "sqlite":
+            return sqlite.insert(_TABLE)
+        raise NotImplementedError(f"SQLStorage supports SQLite and PostgreSQL, not {name}")
+
+    # --- state -------------------------------------------------------------------------------------
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        k = self._key(key)
+        value = _state_str(state)
+        async with self.sessionmaker() as s:
+            await begin_write(s)
+            if value is None:
+                data = await s.scalar(
+                    update(_TABLE)
+                    .where(_TABLE.c.key == k)
+                    .values(state=None, updated_at=utcnow())
+                    .returning(_TABLE.c.data)
+                )
+                if data is not None and not data:  # row existed and is now empty
+                    await s.execute(delete(_TABLE).where(_TABLE.c.key == k))
+            else:
+                ins = self._insert(s).values(key=k, state=value, data={}, updated_at=utcnow())
+                await s.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=[_TABLE.c.key],
+                        set_={"state": ins.excluded.state, "updated_at": ins.excluded.updated_at},
+                    )
+                )
+            await s.commit()
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        async with self.sessionmaker() as s:
+            return await s.scalar(select(_TABLE.c.state).where(_TABLE.c.key == self._key(key)))
+
+    # --- data --------------------------------------------------------------------------------------
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        _check_dict(data)
+        value = _json_copy(data)
+        k = self._key(key)
+        async with self.sessionmaker() as s:
+            await begin_write(s)
+            if not value:
+                row = (
+                    await s.execute(
+                        update(_TABLE)
+                        .where(_TABLE.c.key == k)
+                        .values(data={}, updated_at=utcnow())
+                        .returning(_TABLE.c.state)
+                    )
+                ).first()
+                if row is not None and row.state is None:
+                    await s.execute(delete(_TABLE).where(_TABLE.c.key == k))
+            else:
+                ins = self._insert(s).values(key=k, state=None, data=value, updated_at=utcnow())
+                await s.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=[_TABLE.c.key],
+                        set_={"data": ins.excluded.data, "updated_at": ins.excluded.updated_at},
+                    )
+                )
+            await s.commit()
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        async with self.sessionmaker() as s:
+            data = await s.scalar(select(_TABLE.c.data).where(_TABLE.c.key == self._key(key)))
+        return dict(data) if data else {}  # freshly decoded from the row: callers own it
+
+    async def update_data(self, key: StorageKey, data: Mapping[str, Any]) -> dict[str, Any]:
+        _check_dict(data)
+        patch = _json_copy(data)
+        k = self._key(key)
+        async with self.sessionmaker() as s:
+            await begin_write(s)
+            # Create-or-lock in one statement: a no-op ON CONFLICT update takes the row lock on
+            # PostgreSQL (waiting for a concurrent writer) and returns the latest committed row.
+            ins = self._insert(s).values(key=k, state=None, data={}, updated_at=utcnow())
+            row = (
+                await s.execute(
+                    ins.on_conflict_do_update(
+                        index_elements=[_TABLE.c.key], set_={"state": _TABLE.c.state}
+                    ).returning(_TABLE.c.state, _TABLE.c.data)
+                )
+            ).one()
+            merged = dict(row.data or {})
+            merged.update(patch)
+            if not merged and row.state is None:
+                await s.execute(delete(_TABLE).where(_TABLE.c.key == k))
+            else:
+                await s.execute(
+                    update(_TABLE).where(_TABLE.c.key == k).values(data=merged, updated_at=utcnow())
+                )
+            await s.commit()
+        return _json_copy(merged)
+
+    async def close(self) -> None:
+        """Nothing to close: the engine belongs to the application."""
