@@ -65,7 +65,9 @@ def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncS
     trace = HandlerTraceMiddleware()
     for observer in (dp.message, dp.callback_query, dp.poll_answer, dp.edited_message):
         observer.middleware(trace)
-    dp.include_routers(start.router, registration.router, verification.router, admin.router, errors.router)
+    dp.include_routers(
+        errors.unknown_commands, start.router, registration.router, verification.router, admin.router, errors.router
+    )
     return dp
 
 

@@ -7,6 +7,8 @@ handler (scheduler, notifier) wrap calls in ``with i18n.context(), i18n.use_loca
 from __future__ import annotations
 
 import gettext
+from collections.abc import Iterator
+from contextlib import contextmanager
 import io
 from pathlib import Path
 
@@ -22,6 +24,16 @@ LANGUAGES = {"id": "Bahasa Indonesia", "en": "English"}
 
 class PoI18n(I18n):
     """aiogram's I18n reading ``locales/<lang>/LC_MESSAGES/messages.po`` through Babel."""
+
+    @contextmanager
+    def context(self) -> Iterator[I18n]:
+        # aiogram's ``gettext`` looks up ``I18n.get_current()``; a subclass has a context variable
+        # of its own, so set the base class's one too.
+        token = I18n.set_current(self)
+        try:
+            yield self
+        finally:
+            I18n.reset_current(token)
 
     def find_locales(self) -> dict[str, gettext.GNUTranslations]:
         translations: dict[str, gettext.GNUTranslations] = {}

@@ -921,6 +921,7 @@ class BotApi:
     def _finish_edit(self, message: ChatMessage, new: dict[str, Any]) -> Any:
         if self._same_content(message.data, new):
             raise ApiError(400, MESSAGE_NOT_MODIFIED)
+        self.limiter.check(message.conversation.bot.id, message.chat_id)
         self.world.edit_message(message, new)
         return message.json()
 

@@ -15,6 +15,25 @@ from typing import Any
 from .errors import bad_request
 
 _LEADING_INT = re.compile(r"^[+-]?\d+")
+_INT = re.compile(r"^-?\d+$")
+# Parameters that are JSON-serialized objects/arrays (decoded in the call log).
+JSON_PARAMS = frozenset(
+    {
+        "reply_markup", "entities", "caption_entities", "media", "commands", "scope", "allowed_updates",
+        "reply_parameters", "link_preview_options", "options", "menu_button", "results", "message_ids",
+        "reaction", "question_entities", "correct_option_ids", "explanation_entities", "rights",
+    }
+)  # fmt: skip
+# Parameters that stay strings in the call log even when they look like numbers or booleans.
+STRING_PARAMS = frozenset(
+    {
+        "text", "caption", "callback_query_id", "file_id", "phone_number", "first_name", "last_name",
+        "question", "title", "address", "description", "short_description", "name", "emoji", "url",
+        "secret_token", "inline_message_id", "vcard", "explanation", "performer", "action", "parse_mode",
+        "language_code", "ip_address", "photo", "document", "voice", "audio", "video", "animation",
+        "sticker", "video_note", "thumbnail", "certificate",
+    }
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -134,15 +153,23 @@ class Params:
         return self.resolve_input_file(self.values.get(name, ""), name)
 
     def describe(self) -> dict[str, Any]:
-        """Parameters for the call log: decoded JSON where it is JSON, files as descriptors."""
+        """Parameters for the call log, typed for convenient assertions: JSON parameters decoded,
+        integers and booleans converted (except free-text ones), uploads as descriptors."""
         out: dict[str, Any] = {}
         for key, value in self.values.items():
-            if value[:1] in "[{":
+            if key in JSON_PARAMS:
                 try:
                     out[key] = json.loads(value)
                     continue
                 except ValueError:
                     pass
+            elif key not in STRING_PARAMS:
+                if _INT.match(value):
+                    out[key] = int(value)
+                    continue
+                if value in ("true", "false"):
+                    out[key] = value == "true"
+                    continue
             out[key] = value
         for key, upload in self.files.items():
             out[key] = upload.describe()

@@ -157,6 +157,9 @@ class FaultInjector:
         return None
 
 
+FAKEAPI_KEY: web.AppKey[FakeBotAPI] = web.AppKey("fakeapi", object)  # type: ignore[arg-type]
+
+
 class FakeBotAPI:
     """The fake Bot API server. ``await start()`` serves it on a TCP port."""
 
@@ -178,7 +181,7 @@ class FakeBotAPI:
         app.router.add_route("*", "/bot{token}/{method}", self.handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self.handle_file)
         app.router.add_get("/", self.handle_index)
-        app["fakeapi"] = self
+        app[FAKEAPI_KEY] = self
         return app
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:

@@ -67,6 +67,17 @@ _OWN = object()  # "the user's own" marker for share_contact(user_id=...)
 BotRef = BotAccount | str | int | None
 
 
+def visible_text(snapshot: dict[str, Any], message: ChatMessage | None = None) -> str:
+    """What a person sees of a message version: text or caption, then the button labels."""
+    parts = [snapshot.get("text") or snapshot.get("caption") or ""]
+    for row in (snapshot.get("reply_markup") or {}).get("inline_keyboard", []):
+        parts.extend(button.get("text", "") for button in row)
+    if message is not None and message.reply_keyboard:
+        for row in message.reply_keyboard.get("keyboard", []):
+            parts.extend(button.get("text", "") for button in row)
+    return "\n".join(parts)
+
+
 def _matches(
     snapshot: dict[str, Any],
     contains: str | Sequence[str] | None,
@@ -74,13 +85,13 @@ def _matches(
     message: ChatMessage,
     predicate: Callable[[ChatMessage], bool] | None,
 ) -> bool:
-    content = snapshot.get("text") or snapshot.get("caption") or ""
-    if contains is not None:
-        needles = [contains] if isinstance(contains, str) else list(contains)
-        if not all(needle in content for needle in needles):
+    if contains is not None or regex is not None:
+        seen = visible_text(snapshot, message)
+        needles = [] if contains is None else [contains] if isinstance(contains, str) else list(contains)
+        if not all(needle in seen for needle in needles):
             return False
-    if regex is not None and not re.search(regex, content):
-        return False
+        if regex is not None and not re.search(regex, seen):
+            return False
     return predicate is None or predicate(message)
 
 
@@ -92,7 +103,8 @@ class SimUser:
         self.account = account
         self.default_bot = bot
         self.location: tuple[float, float] | None = None  # used by request_location buttons
-        self._cursors: dict[int, int] = {}
+        self._cursors: dict[int, int] = {}  # per bot: position in the chat log read so far
+        self._last_action: dict[int, tuple[int, str]] = {}  # per bot: (log position, "message"/"press")
 
     # ------------------------------------------------------------------------------- identity
 
@@ -232,7 +244,7 @@ class SimUser:
         conv.force_reply_message_id = None
         message = world.add_message(conv, "user", content, reply_to=reply)
         world.enqueue_update(conv.bot, "message", message.data)
-        self._cursors[conv.bot.id] = len(conv.log)
+        self._mark_action(conv, "message")
         await asyncio.sleep(0)
         return message
 
@@ -463,6 +475,33 @@ class SimUser:
                     return button
         return None
 
+    @staticmethod
+    def _log_index(conv: Conversation, message_id: int | None) -> int:
+        """Position in the chat log of the latest version (new/edit) of a message; -1 if none."""
+        for index in range(len(conv.log) - 1, -1, -1):
+            entry = conv.log[index]
+            if entry.message.message_id == message_id and entry.kind != "delete":
+                return index
+        return -1
+
+    def _locate(
+        self, conv: Conversation, text: str | None, data: str | None, message: ChatMessage | None
+    ) -> tuple[str, ChatMessage | None, dict[str, Any], int] | None:
+        """The button to press: ("inline", message, button, log index) or ("keyboard", None, ...)."""
+        inline = self._find_inline(conv, text, data, message)
+        keyboard = None if message is not None or data is not None else self._find_keyboard(conv, text)
+        inline_index = self._log_index(conv, inline[0].message_id) if inline is not None else -1
+        keyboard_index = self._log_index(conv, conv.reply_keyboard_message_id) if keyboard is not None else -1
+        if inline is not None and (keyboard is None or inline_index >= keyboard_index):
+            return "inline", inline[0], inline[1], inline_index
+        if keyboard is not None:
+            return "keyboard", None, keyboard, keyboard_index
+        return None
+
+    def _mark_action(self, conv: Conversation, kind: str) -> None:
+        self._cursors[conv.bot.id] = len(conv.log)
+        self._last_action[conv.bot.id] = (len(conv.log), kind)
+
     def buttons(self, bot: BotRef = None) -> list[str]:
         """Labels of all buttons the user can press now (inline of visible bot messages + keyboard)."""
         conv = self.chat(bot)
@@ -478,31 +517,67 @@ class SimUser:
         message: ChatMessage | None = None,
         location: tuple[float, float] | None = None,
         timeout: float = 5.0,  # noqa: ASYNC109 - the simulator's documented API
+        settle: float = 0.2,
         bot: BotRef = None,
     ) -> CallbackAnswer | ChatMessage:
         """Press a button by its label (exact, else case-insensitive substring) or callback ``data``.
 
+        The newest matching button is used (inline buttons of bot messages, or the reply keyboard).
+        Like a person, the user waits for the bot's reaction first: if no such button exists yet, or
+        the only inline one predates the user's last message and the bot has not reacted to that
+        message yet, ``press`` waits (up to ``timeout``) for one to appear. ``message=`` presses on
+        that message right away.
+
         Inline button: sends a callback_query and returns the :class:`CallbackAnswer` once the bot
-        called answerCallbackQuery (``answered=False`` after ``timeout``). Reply-keyboard button: sends
-        its text — or the user's own contact (request_contact) or ``location``/``user.location``
-        (request_location) — and returns the sent :class:`ChatMessage`.
+        called answerCallbackQuery (``answered=False`` after ``timeout``). ``data=`` that no visible
+        button carries is sent anyway on the latest bot message (as a modified client could), so
+        bots can be tested against forged callback data. Reply-keyboard button: sends its text — or
+        the user's own contact (request_contact) or ``location``/``user.location`` (request_location)
+        — and returns the sent :class:`ChatMessage`.
         """
         if text is None and data is None:
             raise ValueError("press() needs a button text or data=")
         conv = self.chat(bot)
-        inline = self._find_inline(conv, text, data, message)
-        keyboard = None if message is not None or data is not None else self._find_keyboard(conv, text)
-        if inline is not None and keyboard is not None:
-            if (conv.reply_keyboard_message_id or 0) > inline[0].message_id:
-                inline = None
-        if inline is not None:
-            return await self._press_inline(conv, inline[0], inline[1], timeout)
-        if keyboard is not None:
-            return await self._press_keyboard(conv, keyboard, location)
-        raise LookupError(f"{self!r}: no button {text or data!r}; buttons now: {self.buttons(bot)}")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        since, last_kind = self._last_action.get(conv.bot.id, (0, "press"))
+        last_change = loop.time()
+        target = self._locate(conv, text, data, message)
+        while message is None:
+            reacted = last_kind == "press" or any(e.message.from_bot for e in conv.log[since:])
+            if target is not None and (target[0] == "keyboard" or target[3] >= since or last_kind == "press"):
+                # a reply keyboard stays until removed; an inline button the bot showed after the
+                # user's last action is the one meant (or there is nothing the bot still owes)
+                break
+            now = loop.time()
+            quiet = now - last_change >= settle
+            if reacted and quiet and (target is not None or data is not None):
+                break  # the bot reacted and went quiet: use what is there
+            if now >= deadline:
+                break
+            if await conv.notifier.wait(min(settle, deadline - now)):
+                last_change = loop.time()
+            target = self._locate(conv, text, data, message)
+        if target is None and data is not None:
+            latest = message or next(
+                (m for m in reversed(conv.history()) if m.from_bot and not m.deleted), None
+            )
+            if latest is not None:
+                target = ("inline", latest, {"text": "", "callback_data": data}, -1)
+        if target is None:
+            raise LookupError(f"{self!r}: no button {text or data!r}; buttons now: {self.buttons(bot)}")
+        kind, on_message, button, _ = target
+        if kind == "inline":
+            assert on_message is not None
+            return await self._press_inline(conv, on_message, button, timeout)
+        return await self._press_keyboard(conv, button, location)
 
     async def _press_inline(
-        self, conv: Conversation, message: ChatMessage, button: dict[str, Any], timeout: float  # noqa: ASYNC109 - the simulator's documented API
+        self,
+        conv: Conversation,
+        message: ChatMessage,
+        button: dict[str, Any],
+        wait: float,
     ) -> CallbackAnswer:
         if "callback_data" not in button:
             if "url" in button:
@@ -529,9 +604,9 @@ class SimUser:
             "callback_query", bot_id=bot.id, chat_id=self.id, message=message, callback_query=payload
         )
         world.enqueue_update(bot, "callback_query", payload)
-        self._cursors[bot.id] = len(conv.log)
+        self._mark_action(conv, "press")
         try:
-            answer = await asyncio.wait_for(asyncio.shield(future), timeout)
+            answer = await asyncio.wait_for(asyncio.shield(future), wait)
         except TimeoutError:
             return CallbackAnswer(answered=False, query_id=query_id, message=message)
         return CallbackAnswer(
@@ -648,8 +723,9 @@ class SimUser:
         timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
         bot: BotRef = None,
     ) -> ChatMessage:
-        """The next bot message (since the user's last action / last match) whose text or caption
-        contains ``contains`` (a string or all of a list) / matches ``regex`` / ``predicate``.
+        """The next bot message (since the user's last action / last match) whose visible text —
+        text or caption, and button labels — contains ``contains`` (a string, or all strings of a
+        list) / matches ``regex``, and satisfies ``predicate``.
 
         With ``include_edits`` an edit of an existing message counts too (matched on its new content);
         ``edits_only`` waits for edits only. Non-matching messages on the way are skipped.
@@ -703,7 +779,11 @@ class SimUser:
         )
 
     async def wait_messages(
-        self, count: int, *, timeout: float = 10.0, bot: BotRef = None  # noqa: ASYNC109 - the simulator's documented API
+        self,
+        count: int,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        bot: BotRef = None,
     ) -> list[ChatMessage]:
         """The next ``count`` new bot messages."""
         loop = asyncio.get_running_loop()
@@ -714,7 +794,11 @@ class SimUser:
         return result
 
     async def wait_idle(
-        self, quiet: float = 0.3, *, timeout: float = 10.0, bot: BotRef = None  # noqa: ASYNC109 - the simulator's documented API
+        self,
+        quiet: float = 0.3,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        bot: BotRef = None,
     ) -> list[ChatMessage]:
         """Collect new bot messages until the chat stayed quiet for ``quiet`` seconds."""
         conv = self.chat(bot)
@@ -753,6 +837,7 @@ class FakeTelegram:
         port: int = 0,
         config: ServerConfig | None = None,
         rate_limits: RateLimits | bool | None = None,
+        control_api: bool = False,
         **config_overrides: Any,
     ) -> None:
         config = config or ServerConfig()
@@ -771,7 +856,12 @@ class FakeTelegram:
         self.host = host
         self.port = port
         self.users: list[SimUser] = []
+        self._sim_users: dict[int, SimUser] = {}
         self._default_bot: BotAccount | None = None
+        if control_api:
+            from .control import ControlAPI
+
+            ControlAPI(self).register(self.server.app)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -862,6 +952,16 @@ class FakeTelegram:
         )
         user = SimUser(self, account, self.bot(bot) if bot is not None else None)
         self.users.append(user)
+        self._sim_users[user.id] = user
+        return user
+
+    def sim_user(self, user_id: int) -> SimUser:
+        """The SimUser of a user id (also for users created directly in the world)."""
+        user = self._sim_users.get(user_id)
+        if user is None:
+            account = self.world.users[user_id]
+            user = self._sim_users[user_id] = SimUser(self, account)
+            self.users.append(user)
         return user
 
     # ------------------------------------------------------------------------------ observing
@@ -920,7 +1020,12 @@ class FakeTelegram:
             await asyncio.sleep(0.01)
         return call
 
-    async def wait_polling(self, bot: BotRef = None, *, timeout: float = 10.0) -> None:  # noqa: ASYNC109 - the simulator's documented API
+    async def wait_polling(
+        self,
+        bot: BotRef = None,
+        *,
+        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+    ) -> None:
         """Wait until the bot is long-polling (i.e. it started and waits for updates)."""
         account = self.bot(bot)
         loop = asyncio.get_running_loop()

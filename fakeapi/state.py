@@ -59,7 +59,7 @@ class Notifier:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - the simulator's documented API
+    async def wait(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - wraps wait_for
         """Wait for the next notify(); False on timeout."""
         event = self._event
         try:
@@ -76,9 +76,11 @@ class Notifier:
 class Event:
     """Something that happened, for observers. ``kind`` is one of:
 
-    ``bot_created``, ``user_created``, ``message`` (new message, from bot or user), ``edit``, ``delete``,
-    ``update`` (queued for a bot), ``callback_query``, ``callback_answer``, ``chat_action``, ``block``,
-    ``unblock``, ``poll``, ``api_call`` (after the response), ``webhook``.
+    ``bot_created``, ``user_created``, ``message`` (a new message, ``data["sender"]`` is "bot" or
+    "user"), ``edit``, ``delete``, ``update`` (queued for a bot), ``callback_query``,
+    ``callback_answer``, ``chat_action``, ``block``, ``unblock``, ``poll``, ``pin``, ``unpin``,
+    ``reaction``, ``commands``, ``menu_button``, ``webhook``, ``api_call`` (after the response;
+    ``data["call"]`` is the :class:`~fakeapi.server.ApiCall`).
     """
 
     seq: int
@@ -107,7 +109,7 @@ class Subscription:
         if not self.closed and self._predicate(event):
             self.queue.put_nowait(event)
 
-    async def get(self, timeout: float | None = None) -> Event:  # noqa: ASYNC109 - the simulator's documented API
+    async def get(self, timeout: float | None = None) -> Event:  # noqa: ASYNC109 - wraps wait_for
         return await asyncio.wait_for(self.queue.get(), timeout)
 
     def get_nowait(self) -> Event | None:
@@ -524,6 +526,10 @@ class ChatMessage:
     @property
     def buttons(self) -> list[dict[str, Any]]:
         return [button for row in self.inline_keyboard for button in row]
+
+    def inline_buttons(self) -> list[dict[str, Any]]:
+        """The inline buttons (dicts with ``text`` and ``callback_data``/``url``/...), row by row."""
+        return self.buttons
 
     @property
     def button_texts(self) -> list[str]:

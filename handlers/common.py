@@ -58,6 +58,11 @@ class Label(Filter):
         return False
 
 
+# Every command some router handles; anything else is answered as unknown (handlers/errors.py).
+KNOWN_COMMANDS = frozenset(
+    {"start", "bantuan", "help", "batal", "cancel", "bahasa", "language", "daftar", "verifikasi", "petugas"}
+)
+
 CANCEL_WORDS = {"batal", "cancel", "/batal", "/cancel", "stop"}
 BACK_WORDS = {"kembali", "back", "/kembali"}
 

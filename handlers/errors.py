@@ -5,24 +5,42 @@ Included last, so they only see what no feature router took."""
 from __future__ import annotations
 
 import logging
+import re
 
 from aiogram import F, Router
-from aiogram.filters import ExceptionTypeFilter
+from aiogram.filters import ExceptionTypeFilter, StateFilter
+from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, ErrorEvent, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
 
 from bot.i18n import DEFAULT_LOCALE
 from bot.services.users import Roles
-from handlers.common import main_menu, stale_button
+from handlers.common import KNOWN_COMMANDS, main_menu, stale_button
 from storage.models import User
 
 router = Router(name=__name__)
+# Included first: an unknown command is answered in any state, and the user is reminded of the
+# dialog they are in, instead of the dialog's "please use the buttons" reply.
+unknown_commands = Router(name=__name__ + ".unknown_commands")
 log = logging.getLogger("prolita.errors")
 
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@\w+)?(?:\s|$)")
 
-@router.message(F.chat.type == "private", F.text.startswith("/"))
-async def unknown_command(message: Message, roles: Roles) -> None:
+
+def _unknown_command(message: Message) -> bool:
+    match = _COMMAND.match(message.text or "")
+    return bool(match) and match.group(1).lower() not in KNOWN_COMMANDS
+
+
+@unknown_commands.message(F.chat.type == "private", _unknown_command, StateFilter("*"))
+async def unknown_command(message: Message, roles: Roles, state: FSMContext) -> None:
+    if await state.get_state() is not None:
+        await message.answer(
+            _("I do not know that command. You are still in the middle of something: answer the "
+              "question above to continue, or type /batal to stop.")
+        )
+        return
     await message.answer(
         _("I do not know that command. Type /bantuan to see what you can do."), reply_markup=main_menu(roles)
     )
