@@ -7,9 +7,9 @@ handler (scheduler, notifier) wrap calls in ``with i18n.context(), i18n.use_loca
 from __future__ import annotations
 
 import gettext
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
-import io
 from pathlib import Path
 
 from aiogram.utils.i18n import I18n

@@ -12,9 +12,11 @@ locked by ``BEGIN IMMEDIATE``), so concurrent updates of the same key never lose
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 from urllib.parse import quote
 
@@ -24,6 +26,7 @@ from aiogram.fsm.storage.base import BaseStorage, KeyBuilder, StateType, Storage
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from storage.db import begin_write
 from storage.models import FSMRecord, utcnow
@@ -78,6 +81,61 @@ def _check_dict(data: Any) -> None:
         raise DataNotDictLikeError(f"Data must be a dict or dict-like object, got {type(data).__name__}")
 
 
+class FSMBuffer:
+    """Write-back cache of one update's FSM changes, committed with the update's own effects.
+
+    Inside an update (see :func:`update_scope`), ``SQLStorage`` reads through this buffer and
+    writes only to it; the changes reach the database in the update's transaction (via
+    :func:`flush_into`, called from the session's ``before_commit``), together with the update's
+    other writes and its handled-update mark. A crash before that commit leaves the dialog
+    exactly where it was, so the re-delivered update is handled again from the same step.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, list[Any]] = {}  # key -> [state, data, dirty]
+
+    @property
+    def dirty(self) -> bool:
+        return any(e[2] for e in self.entries.values())
+
+
+_BUFFER: contextvars.ContextVar[FSMBuffer | None] = contextvars.ContextVar("prolita_fsm_buffer", default=None)
+
+
+@contextlib.contextmanager
+def update_scope(session: AsyncSession) -> Iterator[FSMBuffer]:
+    """Buffer FSM writes of the current update and commit them with ``session``."""
+    buffer = FSMBuffer()
+    token = _BUFFER.set(buffer)
+    session.info["fsm_buffer"] = buffer
+    try:
+        yield buffer
+    finally:
+        _BUFFER.reset(token)
+        session.info.pop("fsm_buffer", None)
+
+
+def flush_into(session: Session) -> bool:
+    """Apply buffered FSM changes to a sync ``session`` inside its commit; True if anything changed."""
+    buffer: FSMBuffer | None = session.info.get("fsm_buffer")
+    if buffer is None or not buffer.dirty:
+        return False
+    for key, entry in buffer.entries.items():
+        state, data, dirty = entry
+        if not dirty:
+            continue
+        row = session.get(FSMRecord, key, populate_existing=True)
+        if state is None and not data:
+            if row is not None:
+                session.delete(row)
+        elif row is None:
+            session.add(FSMRecord(key=key, state=state, data=data, updated_at=utcnow()))
+        else:
+            row.state, row.data, row.updated_at = state, data, utcnow()
+        entry[2] = False
+    return True
+
+
 class SQLStorage(BaseStorage):
     """FSM storage on an ``async_sessionmaker`` (SQLite or PostgreSQL); the engine is owned elsewhere."""
 
@@ -109,9 +167,22 @@ class SQLStorage(BaseStorage):
 
     # --- state -------------------------------------------------------------------------------------
 
+    async def _entry(self, buffer: FSMBuffer, k: str) -> list[Any]:
+        entry = buffer.entries.get(k)
+        if entry is None:
+            async with self.sessionmaker() as s:
+                row = (await s.execute(select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == k))).first()
+            entry = [row.state, dict(row.data or {}), False] if row else [None, {}, False]
+            buffer.entries[k] = entry
+        return entry
+
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         k = self._key(key)
         value = _state_str(state)
+        if (buffer := _BUFFER.get()) is not None:
+            entry = await self._entry(buffer, k)
+            entry[0], entry[2] = value, True
+            return
         async with self.sessionmaker() as s:
             await begin_write(s)
             if value is None:
@@ -134,6 +205,8 @@ class SQLStorage(BaseStorage):
             await s.commit()
 
     async def get_state(self, key: StorageKey) -> str | None:
+        if (buffer := _BUFFER.get()) is not None:
+            return (await self._entry(buffer, self._key(key)))[0]
         async with self.sessionmaker() as s:
             return await s.scalar(select(_TABLE.c.state).where(_TABLE.c.key == self._key(key)))
 
@@ -143,6 +216,10 @@ class SQLStorage(BaseStorage):
         _check_dict(data)
         value = _json_copy(data)
         k = self._key(key)
+        if (buffer := _BUFFER.get()) is not None:
+            entry = await self._entry(buffer, k)
+            entry[1], entry[2] = value, True
+            return
         async with self.sessionmaker() as s:
             await begin_write(s)
             if not value:
@@ -167,6 +244,8 @@ class SQLStorage(BaseStorage):
             await s.commit()
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        if (buffer := _BUFFER.get()) is not None:
+            return _json_copy((await self._entry(buffer, self._key(key)))[1])
         async with self.sessionmaker() as s:
             data = await s.scalar(select(_TABLE.c.data).where(_TABLE.c.key == self._key(key)))
         return dict(data) if data else {}  # freshly decoded from the row: callers own it
@@ -175,6 +254,11 @@ class SQLStorage(BaseStorage):
         _check_dict(data)
         patch = _json_copy(data)
         k = self._key(key)
+        if (buffer := _BUFFER.get()) is not None:
+            entry = await self._entry(buffer, k)
+            entry[1] = {**entry[1], **patch}
+            entry[2] = True
+            return _json_copy(entry[1])
         async with self.sessionmaker() as s:
             await begin_write(s)
             # Create-or-lock in one statement: a no-op ON CONFLICT update takes the row lock on
@@ -182,9 +266,9 @@ class SQLStorage(BaseStorage):
             ins = self._insert(s).values(key=k, state=None, data={}, updated_at=utcnow())
             row = (
                 await s.execute(
-                    ins.on_conflict_do_update(
-                        index_elements=[_TABLE.c.key], set_={"state": _TABLE.c.state}
-                    ).returning(_TABLE.c.state, _TABLE.c.data)
+                    ins.on_conflict_do_update(index_elements=[_TABLE.c.key], set_={"state": _TABLE.c.state}).returning(
+                        _TABLE.c.state, _TABLE.c.data
+                    )
                 )
             ).one()
             merged = dict(row.data or {})
@@ -192,9 +276,7 @@ class SQLStorage(BaseStorage):
             if not merged and row.state is None:
                 await s.execute(delete(_TABLE).where(_TABLE.c.key == k))
             else:
-                await s.execute(
-                    update(_TABLE).where(_TABLE.c.key == k).values(data=merged, updated_at=utcnow())
-                )
+                await s.execute(update(_TABLE).where(_TABLE.c.key == k).values(data=merged, updated_at=utcnow()))
             await s.commit()
         return _json_copy(merged)
 

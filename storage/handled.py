@@ -14,6 +14,7 @@ from sqlalchemy import delete, event, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from storage import fsm
 from storage.models import HandledUpdate, utcnow
 
 _KEY = "handled_update_id"
@@ -53,10 +54,14 @@ def _after_flush(session: Session, _ctx: object) -> None:
 
 @event.listens_for(Session, "before_commit")
 def _before_commit(session: Session) -> None:
+    # On SQLite, only a write transaction (begin_write) may write: a read snapshot turning into a
+    # writer could fail with "database is locked". Buffered FSM changes then wait for the next one.
+    can_write = session.info.get("write_tx") or session.get_bind().dialect.name != "sqlite"
+    wrote_fsm = can_write and fsm.flush_into(session)
     update_id = session.info.get(_KEY)
     if update_id is None:
         return
-    if session.info.get(_WROTE) or session.new or session.dirty or session.deleted:
+    if wrote_fsm or session.info.get(_WROTE) or session.new or session.dirty or session.deleted:
         session.info.pop(_KEY)
         session.add(HandledUpdate(update_id=update_id))
 

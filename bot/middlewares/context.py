@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.config import Settings
 from bot.services import users
-from storage import handled
+from storage import fsm, handled
+from storage.db import begin_write
 
 log = logging.getLogger("prolita.updates")
 
@@ -52,9 +53,14 @@ class UpdateContextMiddleware(BaseMiddleware):
                 data["user"] = user
                 data["roles"] = roles
                 try:
-                    result = await handler(event, data)
-                    if session.in_transaction():
-                        await session.commit()
+                    with fsm.update_scope(session) as fsm_changes:
+                        result = await handler(event, data)
+                        if fsm_changes.dirty:
+                            # The dialog's new step, committed with the update's mark (and any
+                            # effects not yet committed by a service) in one transaction.
+                            await begin_write(session)
+                        if session.in_transaction():
+                            await session.commit()
                     if result is UNHANDLED:
                         outcome = "unhandled"
                     return result

@@ -169,7 +169,10 @@ async def decide(
     action = "registration.approve" if approve else "registration.reject"
     await begin_write(session)
     reg = await session.scalar(
-        select(RTHead).where(RTHead.id == registration_id).with_for_update(of=RTHead).execution_options(populate_existing=True)
+        select(RTHead)
+        .where(RTHead.id == registration_id)
+        .with_for_update(of=RTHead)
+        .execution_options(populate_existing=True)
     )
     scope = roles.scope
     if reg is None:

@@ -303,7 +303,10 @@ async def test_photo_upload_get_file_and_download(tg: FakeTelegram, bot: Bot) ->
     )
     assert recaptioned.caption == "Foto 2" and siti.last_message.edits[0]["caption"] == "Foto"  # type: ignore[union-attr]
     with pytest.raises(TelegramBadRequest, match="there is no caption in the message to edit"):
-        await bot.edit_message_caption(chat_id=siti.id, message_id=1, caption="x")
+        text_only = await bot.send_message(siti.id, "teks saja")
+        await bot.edit_message_caption(chat_id=siti.id, message_id=text_only.message_id, caption="x")
+    with pytest.raises(TelegramBadRequest, match="message can't be edited"):  # the user's own /start
+        await bot.edit_message_text("x", chat_id=siti.id, message_id=1)
     # re-sending by file_id reuses the stored sizes
     again = await bot.send_photo(siti.id, largest.file_id)
     assert [p.file_unique_id for p in again.photo or []] == [p.file_unique_id for p in sent.photo or []]
