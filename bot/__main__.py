@@ -1,5 +1,5 @@
 """Command line: ``prolita-bot`` (run the bot), ``prolita-bot db upgrade``,
-``prolita-bot import-wilayah FILE.csv``."""
+``prolita-bot import-wilayah FILE.csv``, ``prolita-bot program show|set``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 from bot.config import ConfigError, Settings, load_settings
@@ -61,6 +62,14 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("run", help="run the bot with long polling (the default)")
     db = sub.add_parser("db", help="database maintenance")
     db.add_argument("action", choices=["upgrade", "current"], help="upgrade: apply migrations; current: show revision")
+    prog = sub.add_parser("program", help="show or edit the programme of a fiscal year (name, ceiling, window)")
+    prog.add_argument("action", choices=["show", "set"])
+    prog.add_argument("--year", type=int, help="fiscal year (default: the current one)")
+    prog.add_argument("--name", help="programme name, e.g. Prolita")
+    prog.add_argument("--budget", help="ceiling per RT in rupiah, e.g. 50000000 or 50jt")
+    prog.add_argument("--prefix", help="proposal code prefix, e.g. PRL")
+    prog.add_argument("--opens", type=date.fromisoformat, help="first day proposals may be sent (YYYY-MM-DD)")
+    prog.add_argument("--closes", type=date.fromisoformat, help="last day proposals may be sent (YYYY-MM-DD)")
     imp = sub.add_parser("import-wilayah", help="import kecamatan/kelurahan/RT master data from a CSV")
     imp.add_argument("file", type=Path, help="CSV with columns kecamatan,kelurahan,rt")
     return p
@@ -75,6 +84,65 @@ async def _db(settings: Settings, action: str) -> int:
         if action == "upgrade":
             await upgrade(engine)
         print(f"database at revision {await current_revision(engine)}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
+async def _program(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.domain.money import MoneyError, format_rupiah, parse_rupiah
+    from bot.domain.timefmt import format_date
+    from bot.services import programs
+    from storage.db import create_engine, create_sessionmaker
+    from storage.migrate import upgrade
+
+    year = args.year or settings.current_fiscal_year()
+    changes: dict[str, object] = {}
+    if args.action == "set":
+        if args.name:
+            changes["name"] = args.name.strip()
+        if args.budget:
+            try:
+                changes["budget_per_rt"] = parse_rupiah(args.budget)
+            except MoneyError:
+                print(f"prolita-bot: --budget {args.budget!r} is not an amount; e.g. 50000000 or 50jt", file=sys.stderr)
+                return 2
+        if args.prefix:
+            prefix = args.prefix.strip().upper()
+            if not prefix.isalpha() or not 2 <= len(prefix) <= 6:
+                print("prolita-bot: --prefix must be 2 to 6 letters, e.g. PRL", file=sys.stderr)
+                return 2
+            changes["code_prefix"] = prefix
+        if args.opens:
+            changes["submission_opens"] = args.opens
+        if args.closes:
+            changes["submission_closes"] = args.closes
+        if not changes:
+            print("prolita-bot: nothing to change; give --name, --budget, --prefix, --opens or --closes",
+                  file=sys.stderr)
+            return 2
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        async with create_sessionmaker(engine)() as session:
+            if changes:
+                try:
+                    program = await programs.update(session, settings, year, None, **changes)
+                except ValueError as exc:
+                    print(f"prolita-bot: {exc}", file=sys.stderr)
+                    return 2
+            else:
+                program = await programs.ensure(session, settings, year)
+            print(f"{program.name} {program.fiscal_year}")
+            print(f"  ceiling per RT : {format_rupiah(program.budget_per_rt)}")
+            print(f"  code prefix    : {program.code_prefix}")
+            print(f"  submissions    : {format_date(program.submission_opens)} – {format_date(program.submission_closes)}")
+            print("  categories     :")
+            for c in program.categories:
+                share = ""
+                if c.min_share_pct is not None or c.max_share_pct is not None:
+                    share = f" (share {c.min_share_pct or 0}–{c.max_share_pct or 100} %)"
+                print(f"    {c.code:<14} {c.name}{' [location required]' if c.is_physical else ''}{share}")
     finally:
         await engine.dispose()
     return 0
@@ -118,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings)
     if args.command == "db":
         return asyncio.run(_db(settings, args.action))
+    if args.command == "program":
+        return asyncio.run(_program(settings, args))
     if args.command == "import-wilayah":
         if not args.file.is_file():
             print(f"prolita-bot: {args.file}: no such file", file=sys.stderr)

@@ -516,7 +516,7 @@ class SimUser:
         data: str | None = None,
         message: ChatMessage | None = None,
         location: tuple[float, float] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the simulator's documented API
+        timeout: float = 5.0,
         settle: float = 0.2,
         bot: BotRef = None,
     ) -> CallbackAnswer | ChatMessage:
@@ -720,7 +720,7 @@ class SimUser:
         predicate: Callable[[ChatMessage], bool] | None = None,
         include_edits: bool = False,
         edits_only: bool = False,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        timeout: float = 10.0,
         bot: BotRef = None,
     ) -> ChatMessage:
         """The next bot message (since the user's last action / last match) whose visible text —
@@ -765,7 +765,7 @@ class SimUser:
         message: ChatMessage | None = None,
         *,
         contains: str | Sequence[str] | None = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        timeout: float = 10.0,
         bot: BotRef = None,
     ) -> ChatMessage:
         """Wait until the bot edits ``message`` (or any message) — optionally to contain a text."""
@@ -782,7 +782,7 @@ class SimUser:
         self,
         count: int,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        timeout: float = 10.0,
         bot: BotRef = None,
     ) -> list[ChatMessage]:
         """The next ``count`` new bot messages."""
@@ -797,7 +797,7 @@ class SimUser:
         self,
         quiet: float = 0.3,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        timeout: float = 10.0,
         bot: BotRef = None,
     ) -> list[ChatMessage]:
         """Collect new bot messages until the chat stayed quiet for ``quiet`` seconds."""
@@ -990,7 +990,7 @@ class FakeTelegram:
         method: str,
         *,
         bot: BotRef = None,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        timeout: float = 10.0,
         predicate: Callable[[ApiCall], bool] | None = None,
         finished: bool = False,
         after: int = 0,
@@ -1024,7 +1024,7 @@ class FakeTelegram:
         self,
         bot: BotRef = None,
         *,
-        timeout: float = 10.0,  # noqa: ASYNC109 - the simulator's documented API
+        timeout: float = 10.0,
     ) -> None:
         """Wait until the bot is long-polling (i.e. it started and waits for updates)."""
         account = self.bot(bot)

@@ -59,7 +59,7 @@ class Notifier:
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait(self, timeout: float | None) -> bool:  # noqa: ASYNC109 - wraps wait_for
+    async def wait(self, timeout: float | None) -> bool:
         """Wait for the next notify(); False on timeout."""
         event = self._event
         try:
@@ -109,7 +109,7 @@ class Subscription:
         if not self.closed and self._predicate(event):
             self.queue.put_nowait(event)
 
-    async def get(self, timeout: float | None = None) -> Event:  # noqa: ASYNC109 - wraps wait_for
+    async def get(self, timeout: float | None = None) -> Event:
         return await asyncio.wait_for(self.queue.get(), timeout)
 
     def get_nowait(self) -> Event | None:

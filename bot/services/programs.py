@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
+from bot.services import audit
 from storage.db import begin_write
 from storage.models import Program, ProgramCategory
 
@@ -51,4 +52,30 @@ async def ensure(session: AsyncSession, settings: Settings, year: int) -> Progra
         except IntegrityError:  # another instance seeded it first
             await session.rollback()
             program = await get(session, year)
+    return program
+
+
+EDITABLE = ("name", "budget_per_rt", "code_prefix", "submission_opens", "submission_closes")
+
+
+def _snapshot(program: Program) -> dict[str, object]:
+    return {f: (v.isoformat() if isinstance(v := getattr(program, f), dt.date) else v) for f in EDITABLE}
+
+
+async def update(session: AsyncSession, settings: Settings, year: int, actor_id: int | None, **changes: object) -> Program:
+    """Edit one fiscal year's programme (other years are untouched); audited with before/after."""
+    unknown = set(changes) - set(EDITABLE)
+    if unknown:
+        raise ValueError(f"cannot change {', '.join(sorted(unknown))}")
+    program = await ensure(session, settings, year)
+    await begin_write(session)
+    program = await session.get(Program, program.id, populate_existing=True)
+    before = _snapshot(program)
+    for field, value in changes.items():
+        setattr(program, field, value)
+    if program.submission_opens > program.submission_closes:
+        await session.rollback()
+        raise ValueError("the submission window opens after it closes")
+    audit.record(session, actor_id, "program.update", "program", program.id, before=before, after=_snapshot(program))
+    await session.commit()
     return program
