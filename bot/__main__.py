@@ -118,8 +118,9 @@ async def _program(settings: Settings, args: argparse.Namespace) -> int:
         if args.closes:
             changes["submission_closes"] = args.closes
         if not changes:
-            print("prolita-bot: nothing to change; give --name, --budget, --prefix, --opens or --closes",
-                  file=sys.stderr)
+            print(
+                "prolita-bot: nothing to change; give --name, --budget, --prefix, --opens or --closes", file=sys.stderr
+            )
             return 2
     engine = create_engine(settings.database_url)
     try:
@@ -136,7 +137,9 @@ async def _program(settings: Settings, args: argparse.Namespace) -> int:
             print(f"{program.name} {program.fiscal_year}")
             print(f"  ceiling per RT : {format_rupiah(program.budget_per_rt)}")
             print(f"  code prefix    : {program.code_prefix}")
-            print(f"  submissions    : {format_date(program.submission_opens)} – {format_date(program.submission_closes)}")
+            print(
+                f"  submissions    : {format_date(program.submission_opens)} – {format_date(program.submission_closes)}"
+            )
             print("  categories     :")
             for c in program.categories:
                 share = ""

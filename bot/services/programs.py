@@ -62,7 +62,9 @@ def _snapshot(program: Program) -> dict[str, object]:
     return {f: (v.isoformat() if isinstance(v := getattr(program, f), dt.date) else v) for f in EDITABLE}
 
 
-async def update(session: AsyncSession, settings: Settings, year: int, actor_id: int | None, **changes: object) -> Program:
+async def update(
+    session: AsyncSession, settings: Settings, year: int, actor_id: int | None, **changes: object
+) -> Program:
     """Edit one fiscal year's programme (other years are untouched); audited with before/after."""
     unknown = set(changes) - set(EDITABLE)
     if unknown:
