@@ -199,12 +199,19 @@ def main(argv: list[str] | None = None) -> int:
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         print(NO_TOKEN, file=sys.stderr, end="")
         return 2
-    from bot.app import run_bot
+    from bot.app import TokenRejected, run_bot
 
     try:
         asyncio.run(run_bot(settings))
     except KeyboardInterrupt:
         pass
+    except TokenRejected:
+        print(
+            "prolita-bot: the Bot API refused BOT_TOKEN (401 Unauthorized). Copy the token again from "
+            "@BotFather (/mybots → your bot → API Token) and check TELEGRAM_API_URL if you set it.",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -12,9 +12,10 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
-from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault
+from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, User
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -56,7 +57,9 @@ def build_storage(
 
 
 def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> Dispatcher:
-    from handlers import admin, errors, registration, start, verification
+    from handlers import admin, common, errors, registration, start, verification
+
+    common.configure(settings.timezone)
 
     storage, isolation = build_storage(settings, sessionmaker)
     dp = Dispatcher(storage=storage, events_isolation=isolation, settings=settings, sessionmaker=sessionmaker)
@@ -113,6 +116,26 @@ async def prepare_database(settings: Settings) -> tuple[AsyncEngine, async_sessi
     return engine, sessionmaker
 
 
+class TokenRejected(Exception):
+    """Telegram (or the configured Bot API server) refused BOT_TOKEN."""
+
+
+async def _connect(bot: Bot, stopping: asyncio.Event) -> User | None:
+    """getMe, waiting out network trouble; a refused token stops start-up with a clear message."""
+    delay = 1.0
+    while not stopping.is_set():
+        try:
+            return await bot.get_me()
+        except TelegramUnauthorizedError:
+            raise TokenRejected from None
+        except (TelegramNetworkError, TelegramServerError, OSError) as exc:
+            log.warning("cannot reach the Bot API (%s); retrying in %.0fs", exc, delay)
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), delay)
+            delay = min(delay * 2, 60)
+    return None
+
+
 async def run_bot(settings: Settings) -> None:
     engine, sessionmaker = await prepare_database(settings)
     i18n = build_i18n()
@@ -135,7 +158,9 @@ async def run_bot(settings: Settings) -> None:
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, request_stop, sig.name)
     try:
-        me = await bot.get_me()
+        me = await _connect(bot, stopping)
+        if me is None:
+            return
         log.info("bot @%s (id %s) starting with long polling", me.username, me.id)
         await bot.delete_webhook(drop_pending_updates=False)
         await register_commands(bot, i18n, settings.admin_ids)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from aiogram.filters import Filter
@@ -18,6 +19,7 @@ from aiogram.utils.i18n import gettext as _
 
 from bot.domain.permissions import ADMIN, KETUA_RT, PETUGAS
 from bot.domain.text import escape_html
+from bot.domain.timefmt import format_datetime
 from bot.services.users import Roles
 from storage.models import RT
 
@@ -116,6 +118,20 @@ async def stale_button(query: CallbackQuery) -> None:
     await query.answer(
         _("This button is no longer valid. Please use the latest message, or type /start."), show_alert=True
     )
+
+
+_display_tz = "Asia/Makassar"
+
+
+def configure(timezone: str) -> None:
+    """Set the zone times are shown in (``TIMEZONE``; WITA by default). Called once at start-up."""
+    global _display_tz
+    _display_tz = timezone
+
+
+def when(value: dt.datetime) -> str:
+    """A stored UTC time as users read it: ``Senin, 27 April 2026 14.05 WITA``."""
+    return format_datetime(value, _display_tz)
 
 
 def chunk(items: list[Any], size: int) -> list[list[Any]]:

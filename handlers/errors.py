@@ -37,8 +37,10 @@ def _unknown_command(message: Message) -> bool:
 async def unknown_command(message: Message, roles: Roles, state: FSMContext) -> None:
     if await state.get_state() is not None:
         await message.answer(
-            _("I do not know that command. You are still in the middle of something: answer the "
-              "question above to continue, or type /batal to stop.")
+            _(
+                "I do not know that command. You are still in the middle of something: answer the "
+                "question above to continue, or type /batal to stop."
+            )
         )
         return
     await message.answer(

@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from bot.domain.permissions import KETUA_RT, PETUGAS
 from bot.domain.text import TextError, clean_text, escape_html, valid_person_name
-from bot.domain.timefmt import format_datetime
 from bot.domain.wilayah import parse_rt_number
 from bot.services import registration
 from bot.services.users import Roles
@@ -40,6 +39,7 @@ from handlers.common import (
     nav_row,
     rt_place,
     stale_button,
+    when,
 )
 from storage.models import User
 from storage.repositories import wilayah
@@ -191,7 +191,7 @@ async def show_status(message: Message, roles: Roles) -> bool:
             _(
                 "Your registration as Ketua RT of {place} was sent on {date} and is waiting for the officer's "
                 "verification. I will tell you here as soon as it is decided."
-            ).format(place=rt_place(roles.pending.rt), date=format_datetime(roles.pending.created_at)),
+            ).format(place=rt_place(roles.pending.rt), date=when(roles.pending.created_at)),
             reply_markup=main_menu(roles),
         )
         return True

@@ -13,10 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import Forbidden
 from bot.domain.text import TextError, clean_text, escape_html
-from bot.domain.timefmt import format_datetime
 from bot.services import registration
 from bot.services.users import Roles
-from handlers.common import BTN_VERIFY, Label, cancel_row, main_menu, rt_place
+from handlers.common import BTN_VERIFY, Label, cancel_row, main_menu, rt_place, when
 from storage.models import RTHead, User
 
 router = Router(name=__name__)
@@ -44,7 +43,7 @@ def card(reg: RTHead, current: RTHead | None) -> str:
             tg=escape_html(reg.user.display_name())
             + (f" (@{escape_html(reg.user.username)})" if reg.user.username else "")
         ),
-        _("Sent: {date}").format(date=format_datetime(reg.created_at)),
+        _("Sent: {date}").format(date=when(reg.created_at)),
     ]
     if current is not None and current.id != reg.id:
         lines.append(
@@ -133,7 +132,7 @@ async def _decide(
         return
     reg = decision.registration
     verdict = (_("✅ Approved by you on {date}.") if approve else _("❌ Rejected by you on {date}.")).format(
-        date=format_datetime(reg.decided_at)
+        date=when(reg.decided_at)
     )
     if query is not None:
         await query.answer(_("Saved. The applicant has been told."))

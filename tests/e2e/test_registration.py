@@ -211,3 +211,20 @@ async def test_language_switch_is_stored(tg, launch, sqlite_url):
     await user.press("Bahasa Indonesia")
     await user.send("/bantuan")
     await user.wait_message("/daftar")
+
+
+async def test_refused_token_exits_2_with_explanation(tg, tmp_path):
+    import asyncio
+    import os
+    import sys
+
+    from tests.e2e.conftest import ROOT
+
+    env = {**os.environ, "BOT_TOKEN": "123456:" + "x" * 35, "TELEGRAM_API_URL": tg.base_url,
+           "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'tok.db'}", "PYTHONPATH": str(ROOT)}
+    tg.make_bot("123456:" + "y" * 35)  # bot 123456 exists with another token: ours is refused (401)
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "bot", env=env, cwd=str(tmp_path),
+                                                stderr=asyncio.subprocess.PIPE)
+    _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 2, err.decode()
+    assert b"BotFather" in err and b"Traceback" not in err
