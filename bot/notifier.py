@@ -127,8 +127,13 @@ class OutboxSender:
             if user is not None and user.blocked_bot:
                 await self._finish(row.id, status=OUTBOX_FAILED, error="blocked by user")
                 return
-            with self.i18n.context(), self.i18n.use_locale(lang):
-                notice = await notices.render(session, row, self.admin_ids)
+            try:
+                with self.i18n.context(), self.i18n.use_locale(lang):
+                    notice = await notices.render(session, row, self.admin_ids)
+            except Exception as exc:  # a bug in a renderer must not stall the other notices
+                log.exception("cannot render outbox %s (%s)", row.id, row.kind)
+                await self._finish(row.id, status=OUTBOX_FAILED, error=f"render: {exc!r}")
+                return
         if notice is None:
             await self._finish(row.id, status=OUTBOX_SENT, error="obsolete; not sent")
             return

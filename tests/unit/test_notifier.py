@@ -1,0 +1,103 @@
+"""The outbox sender against the fake Bot API: delivers once, honours 429 retry_after, marks
+users who blocked the bot, and a broken notice does not stall the others."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
+from sqlalchemy import select
+
+from bot.i18n import build_i18n
+from bot.notifier import OutboxSender
+from bot.services import officers, outbox, registration, users
+from bot.services.wilayah import import_csv
+from fakeapi import FakeTelegram
+from storage.models import Kelurahan, Outbox, User
+
+ADMIN = 1000
+
+
+@pytest.fixture
+async def tg():
+    async with FakeTelegram() as fake:
+        yield fake
+
+
+async def _world(sessionmaker, tg):
+    await import_csv(sessionmaker, "kecamatan,kelurahan,rt\nBontang Utara,Api-Api,1\n")
+    officer = tg.user("Rina", language_code="id")
+    head = tg.user("Budi", language_code="id")
+    # Each simulated user opens the chat first, as a real user must before a bot can write.
+    for u in (officer, head):
+        await u.send("/start")
+    async with sessionmaker() as s:
+        from bot.domain.permissions import Scope
+
+        kel = await s.scalar(select(Kelurahan).where(Kelurahan.name == "Api-Api"))
+        for u in (officer, head):
+            await users.ensure_user(s, u.id, u.first_name, None, None)
+        await users.ensure_user(s, ADMIN, "Admin", None, None)
+        await officers.appoint(s, ADMIN, (ADMIN,), officer.id, Scope.for_kelurahan(kel.kecamatan_id, kel.id))
+        from storage.repositories import wilayah
+
+        rt = await wilayah.find_rt(s, kel.id, 1)
+        await registration.submit(s, head.id, "Budi Santoso", "+62811", rt.id, (ADMIN,))
+    return officer, head
+
+
+def _bot(tg) -> Bot:
+    return Bot(tg.new_bot_token() if not tg.world.bots else tg.default_bot.token,
+               session=AiohttpSession(api=tg.aiogram_server()))
+
+
+async def _statuses(sessionmaker):
+    async with sessionmaker() as s:
+        return sorted((o.kind, o.status) for o in (await s.scalars(select(Outbox))).all())
+
+
+async def test_delivers_once_in_recipients_language(sessionmaker, tg):
+    tg.make_bot()
+    officer, _head = await _world(sessionmaker, tg)
+    bot = _bot(tg)
+    sender = OutboxSender(bot, sessionmaker, build_i18n(), (ADMIN,))
+    try:
+        assert await sender.run_once() == 2  # officer.appointed + registration.new
+        msg = await officer.wait_message("Budi Santoso")
+        assert "Pendaftaran Ketua RT baru" in msg.text
+        assert await sender.run_once() == 0  # nothing is sent twice
+        assert await _statuses(sessionmaker) == [("officer.appointed", "sent"), ("registration.new", "sent")]
+    finally:
+        await bot.session.close()
+
+
+async def test_retry_after_and_blocked_user(sessionmaker, tg):
+    tg.make_bot()
+    officer, head = await _world(sessionmaker, tg)
+    bot = _bot(tg)
+    sender = OutboxSender(bot, sessionmaker, build_i18n(), (ADMIN,))
+    try:
+        tg.fail("sendMessage", error_code=429, retry_after=1, times=1)
+        started = asyncio.get_running_loop().time()
+        await sender.run_once()  # first send: 429, paused 1 s, given back
+        assert asyncio.get_running_loop().time() - started >= 1.0
+        for _ in range(3):
+            await sender.run_once()
+        assert await _statuses(sessionmaker) == [("officer.appointed", "sent"), ("registration.new", "sent")]
+
+        head.block_bot()
+        async with sessionmaker() as s:
+            outbox.enqueue(s, head.id, "registration.rejected", registration_id=1)
+            outbox.enqueue(s, officer.id, "no.such.kind")
+            await s.commit()
+        await sender.run_once()
+        async with sessionmaker() as s:
+            rows = {o.kind: o for o in (await s.scalars(select(Outbox))).all()}
+            assert rows["registration.rejected"].status == "failed"
+            assert "blocked" in rows["registration.rejected"].last_error
+            assert rows["no.such.kind"].status == "failed" and "render" in rows["no.such.kind"].last_error
+            assert (await s.get(User, head.id)).blocked_bot is True
+    finally:
+        await bot.session.close()
