@@ -84,3 +84,21 @@ async def test_handled_update_redelivered_after_sigkill_changes_nothing_twice(tg
     assert answer.show_alert
     async with db(sqlite_url) as s:
         assert await s.scalar(select(func.count()).select_from(RTHead)) == 1
+
+
+async def test_sigterm_finishes_the_update_in_flight_and_confirms_it(tg, launch, sqlite_url, db):
+    bot = await launch(sqlite_url)
+    user = tg.user("Sari", language_code="id", phone="+6281200000003")
+    await _to_name_step(user)
+    after = tg.calls[-1].seq
+    tg.delay("sendMessage", 2.0, times=1)
+    await user.send("Sari Dewi")
+    await tg.wait_for_call("sendMessage", after=after)
+    assert await bot.stop() == 0  # SIGTERM while the reply is still on its way
+    reply = await user.wait_message(t(BTN_PHONE))  # ...the update was finished, not dropped
+    async with db(sqlite_url) as s:
+        state = await s.scalar(select(FSMRecord.state).where(FSMRecord.key.like(f"%:{user.id}:{user.id}:%")))
+        assert state == "Reg:phone"
+    await bot.start()  # the update was confirmed on the way out: it is not delivered again
+    await user.expect_no_message(1.5)
+    assert reply.text
