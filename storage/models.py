@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
@@ -12,10 +13,12 @@ from sqlalchemy import (
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -321,3 +324,145 @@ class FSMRecord(Base):
     state: Mapped[str | None] = mapped_column(String(255))
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- proposals (usulan) ----------------------------------------------------------------------
+
+MEDIA_FOTO_AWAL = "foto_awal"
+MEDIA_BUKTI_MUSYAWARAH = "bukti_musyawarah"
+
+
+class Proposal(Base):
+    """An RT's proposal for one fiscal year; ``version`` counts content changes (stale buttons)."""
+
+    __tablename__ = "proposals"
+    __table_args__ = (
+        Index("ix_proposals_rt_year_status", "rt_id", "fiscal_year", "status"),
+        Index("ix_proposals_status_submitted", "status", "submitted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    program_id: Mapped[int] = mapped_column(ForeignKey("programs.id"), index=True)
+    fiscal_year: Mapped[int] = mapped_column(Integer)
+    rt_id: Mapped[int] = mapped_column(ForeignKey("rt.id"), index=True)
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    status: Mapped[str] = mapped_column(String(32), default="draf")
+    code: Mapped[str | None] = mapped_column(String(32), unique=True)
+    seq: Mapped[int | None] = mapped_column(Integer)
+    category_code: Mapped[str | None] = mapped_column(String(32))
+    title: Mapped[str | None] = mapped_column(String(120))
+    description: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    address: Mapped[str | None] = mapped_column(String(255))
+    attendees: Mapped[int | None] = mapped_column(Integer)
+    total_amount: Mapped[int] = mapped_column(BigInteger, default=0)
+    wizard_step: Mapped[str | None] = mapped_column(String(32))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    submitted_at: Mapped[dt.datetime | None] = mapped_column()
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    decision_note: Mapped[str | None] = mapped_column(Text)
+    revision_parts: Mapped[list[str] | None] = mapped_column(JSON)
+    revision_note: Mapped[str | None] = mapped_column(Text)
+    withdrawn_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    rt: Mapped[RT] = relationship(lazy="joined")
+    lines: Mapped[list[RabLine]] = relationship(
+        back_populates="proposal",
+        order_by="RabLine.position",
+        lazy="selectin",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+    media: Mapped[list[ProposalMedia]] = relationship(
+        back_populates="proposal",
+        order_by="[ProposalMedia.kind, ProposalMedia.position, ProposalMedia.id]",
+        lazy="selectin",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    def media_of(self, kind: str) -> list[ProposalMedia]:
+        return [m for m in self.media if m.kind == kind]
+
+
+class RabLine(Base):
+    """One line of the RAB; ``total`` = volume × unit price, rounded half up (bot.domain.rab)."""
+
+    __tablename__ = "rab_lines"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    description: Mapped[str] = mapped_column(String(200))
+    volume: Mapped[Decimal] = mapped_column(Numeric(12, 3))
+    unit: Mapped[str] = mapped_column(String(32), default="")
+    unit_price: Mapped[int] = mapped_column(BigInteger)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+    proposal: Mapped[Proposal] = relationship(back_populates="lines")
+
+
+class Media(Base):
+    """A stored file, content-addressed: one row and one file per distinct content."""
+
+    __tablename__ = "media"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    path: Mapped[str] = mapped_column(String(255))
+    mime: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int | None] = mapped_column(Integer)
+    height: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ProposalMedia(Base):
+    """A file attached to a proposal as a photo of the initial state or as musyawarah evidence."""
+
+    __tablename__ = "proposal_media"
+    __table_args__ = (
+        UniqueConstraint("proposal_id", "kind", "media_id", name="uq_proposal_media_proposal_kind_media"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(24))
+    telegram_file_id: Mapped[str | None] = mapped_column(String(255))
+    telegram_file_unique_id: Mapped[str | None] = mapped_column(String(64))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    proposal: Mapped[Proposal] = relationship(back_populates="media")
+    file: Mapped[Media] = relationship(lazy="joined")
+
+
+class ProposalEvent(Base):
+    """The proposal's timeline: every transition (and notable edit) with who, when, from, to, why."""
+
+    __tablename__ = "proposal_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"), index=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor_id: Mapped[int | None] = mapped_column(BigInteger)
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(32))
+    to_status: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class CodeSequence(Base):
+    """Last proposal sequence number given out per code prefix and fiscal year."""
+
+    __tablename__ = "code_sequences"
+
+    prefix: Mapped[str] = mapped_column(String(8), primary_key=True)
+    fiscal_year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)

@@ -1,0 +1,128 @@
+"""Media storage: content-addressed files under MEDIA_DIR, one row per content (SQLite and
+PostgreSQL), photos verified with Pillow, documents limited to images and PDFs, size limit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from bot.services import media
+from storage.models import Media
+
+
+def png(color=(200, 10, 10), size=(12, 7)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, color).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def jpeg(size=(30, 20)) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", size, (1, 2, 3)).save(buf, format="JPEG")
+    return buf.getvalue()
+
+
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <<>> endobj\n%%EOF\n"
+
+
+def files_under(root):
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file())
+
+
+async def test_same_content_is_one_row_and_one_file(session, tmp_path):
+    store = media.LocalMediaStore(tmp_path / "m")
+    data = png()
+    sha = hashlib.sha256(data).hexdigest()
+    first = await media.save_media(session, store, data, "image/png")
+    again = await media.save_media(session, store, data, "application/octet-stream")
+    assert first.id == again.id
+    assert (first.sha256, first.path, first.mime, first.size, first.width, first.height) == (
+        sha,
+        f"{sha[:2]}/{sha[2:4]}/{sha}.png",
+        "image/png",
+        len(data),
+        12,
+        7,
+    )
+    assert files_under(tmp_path / "m") == [first.path]
+    assert store.open(first.path) == data and store.exists(first.path)
+    other = await media.save_media(session, store, png(color=(0, 0, 255)), "image/png")
+    assert other.id != first.id
+    assert await session.scalar(select(func.count()).select_from(Media)) == 2
+
+
+async def test_missing_file_is_written_again(session, tmp_path):
+    store = media.LocalMediaStore(tmp_path / "m")
+    row = await media.save_media(session, store, png(), "image/png")
+    (tmp_path / "m" / row.path).unlink()
+    again = await media.save_media(session, store, png(), "image/png")
+    assert again.id == row.id and store.exists(row.path)
+
+
+@pytest.mark.parametrize(
+    ("data", "declared", "kind", "error", "mime", "size"),
+    [
+        (b"GIF89a not really", "image/gif", "photo", media.NotAnImage, None, None),
+        (PDF, "application/pdf", "photo", media.NotAnImage, None, None),
+        (b"\x00\x01 sticker bytes", "image/webp", "photo", media.NotAnImage, None, None),
+        (b"PK\x03\x04 a zip", "application/zip", "document", media.UnsupportedFile, None, None),
+        (b"", "image/png", "photo", media.EmptyFile, None, None),
+        (PDF, "application/pdf", "document", None, "application/pdf", None),
+        (jpeg(), "image/jpeg", "document", None, "image/jpeg", (30, 20)),
+        (jpeg(), "application/octet-stream", "photo", None, "image/jpeg", (30, 20)),
+    ],
+)
+async def test_content_is_checked(session, tmp_path, data, declared, kind, error, mime, size):
+    store = media.LocalMediaStore(tmp_path / "m")
+    if error is not None:
+        with pytest.raises(error) as e:
+            await media.save_media(session, store, data, declared, kind=kind)
+        if hasattr(e.value, "mime"):
+            assert e.value.mime == declared
+        assert not (tmp_path / "m").exists() or files_under(tmp_path / "m") == []
+        assert await session.scalar(select(func.count()).select_from(Media)) == 0
+        return
+    row = await media.save_media(session, store, data, declared, kind=kind)
+    assert row.mime == mime
+    assert (row.width, row.height) == (size or (None, None))
+    assert row.path.endswith({"application/pdf": ".pdf", "image/jpeg": ".jpg"}[mime])
+
+
+async def test_oversize_is_refused_with_its_size(session, tmp_path):
+    store = media.LocalMediaStore(tmp_path / "m")
+    data = png(size=(200, 200))
+    with pytest.raises(media.FileTooLarge) as e:
+        await media.save_media(session, store, data, "image/png", max_bytes=100)
+    assert (e.value.size, e.value.limit) == (len(data), 100)
+    assert media.DEFAULT_MAX_BYTES == 20 * 1024 * 1024
+    with pytest.raises(media.FileTooLarge):
+        await media.save_media(session, store, b"x" * (media.DEFAULT_MAX_BYTES + 1), "image/png")
+    assert not (tmp_path / "m").exists()
+
+
+async def test_same_photo_saved_at_once_by_two_updates(sessionmaker, tmp_path):
+    store = media.LocalMediaStore(tmp_path / "m")
+    data = jpeg()
+
+    async def save():
+        async with sessionmaker() as s:
+            return (await media.save_media(s, store, data, "image/jpeg")).id
+
+    ids = await asyncio.gather(save(), save(), save())
+    assert len(set(ids)) == 1
+    assert len(files_under(tmp_path / "m")) == 1
+
+
+def test_local_store_is_atomic_and_stays_inside_its_root(tmp_path):
+    store = media.LocalMediaStore(tmp_path)
+    sha, rel = store.put(b"hello", ".txt")
+    assert rel == f"{sha[:2]}/{sha[2:4]}/{sha}.txt"
+    assert store.put(b"hello", ".txt") == (sha, rel)
+    assert files_under(tmp_path) == [rel]  # no temp files left behind
+    with pytest.raises(ValueError):
+        store.open("../../etc/passwd")
