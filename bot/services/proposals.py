@@ -793,6 +793,45 @@ def diff_snapshots(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
 # --- submission and withdrawal --------------------------------------------------------------------
 
 
+async def record_transition(
+    session: AsyncSession,
+    proposal: Proposal,
+    actor_id: int | None,
+    action: str,
+    from_status: str,
+    *,
+    at: dt.datetime,
+    note: str | None = None,
+    data: dict[str, Any] | None = None,
+    audit_action: str | None = None,
+    audit_after: dict[str, Any] | None = None,
+) -> ProposalEvent:
+    """The timeline event and the audit row of a status change (the caller sets the new status)."""
+    event = ProposalEvent(
+        proposal_id=proposal.id,
+        at=at,
+        actor_id=actor_id,
+        action=action,
+        from_status=from_status,
+        to_status=proposal.status,
+        note=note,
+        data=data,
+    )
+    session.add(event)
+    await session.flush()
+    audit.record(
+        session,
+        actor_id,
+        audit_action or "proposal." + action,
+        "proposal",
+        proposal.id,
+        before={"status": from_status},
+        after={"status": proposal.status, **(audit_after or {})},
+        reason=note,
+    )
+    return event
+
+
 async def submit(
     session: AsyncSession,
     user_id: int,
@@ -849,25 +888,16 @@ async def submit(
         previous = await repo.last_event(session, proposal.id, AJUKAN)
         if previous is not None and previous.data and "snapshot" in previous.data:
             data["changes"] = diff_snapshots(previous.data["snapshot"], snap)
-    event = ProposalEvent(
-        proposal_id=proposal.id,
-        at=now,
-        actor_id=user_id,
-        action=AJUKAN,
-        from_status=from_status,
-        to_status=to_status,
-        data=data,
-    )
-    session.add(event)
-    await session.flush()
-    audit.record(
+    event = await record_transition(
         session,
+        proposal,
         user_id,
-        "proposal.resubmit" if not first else "proposal.submit",
-        "proposal",
-        proposal.id,
-        before={"status": from_status},
-        after={"status": to_status, "code": proposal.code, "total_amount": proposal.total_amount},
+        AJUKAN,
+        from_status,
+        at=now,
+        data=data,
+        audit_action="proposal.resubmit" if not first else "proposal.submit",
+        audit_after={"code": proposal.code, "total_amount": proposal.total_amount},
     )
     for officer_id in await registration.officers_for(session, proposal.rt, admin_ids):
         outbox.enqueue(
@@ -914,26 +944,8 @@ async def withdraw(
     proposal.status = to_status
     proposal.withdrawn_at = now
     proposal.updated_at = now
-    event = ProposalEvent(
-        proposal_id=proposal.id,
-        at=now,
-        actor_id=user_id,
-        action=TARIK,
-        from_status=from_status,
-        to_status=to_status,
-        note=reason,
-    )
-    session.add(event)
-    await session.flush()
-    audit.record(
-        session,
-        user_id,
-        "proposal.withdraw",
-        "proposal",
-        proposal.id,
-        before={"status": from_status},
-        after={"status": to_status},
-        reason=reason,
+    event = await record_transition(
+        session, proposal, user_id, TARIK, from_status, at=now, note=reason, audit_action="proposal.withdraw"
     )
     if from_status in (DIAJUKAN, PERLU_REVISI):
         for officer_id in await registration.officers_for(session, proposal.rt, admin_ids):

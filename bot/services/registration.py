@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select, true
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +28,7 @@ from storage.models import (
     RTHead,
     utcnow,
 )
+from storage.repositories.wilayah import scope_filter
 
 CONSENT_PURPOSE = "rt_head_registration"
 CONSENT_VERSION = "pdp-2026.1"
@@ -124,14 +125,6 @@ def in_scope(scope: Scope, reg: RTHead) -> bool:
     return covers(scope, kel.kecamatan_id, kel.id)
 
 
-def _scope_filter(scope: Scope):
-    if scope.level == SCOPE_KOTA:
-        return true()
-    if scope.level == SCOPE_KECAMATAN:
-        return Kelurahan.kecamatan_id == scope.kecamatan_id
-    return Kelurahan.id == scope.kelurahan_id
-
-
 async def pending_in_scope(
     session: AsyncSession, scope: Scope, *, limit: int = 5, offset: int = 0
 ) -> tuple[Sequence[RTHead], int]:
@@ -140,7 +133,7 @@ async def pending_in_scope(
         select(RTHead)
         .join(RT, RTHead.rt_id == RT.id)
         .join(Kelurahan, RT.kelurahan_id == Kelurahan.id)
-        .where(RTHead.status == REG_PENDING, _scope_filter(scope))
+        .where(RTHead.status == REG_PENDING, scope_filter(scope))
     )
     total = await session.scalar(select(func.count()).select_from(base.subquery()))
     rows = (await session.scalars(base.order_by(RTHead.created_at, RTHead.id).limit(limit).offset(offset))).all()

@@ -15,18 +15,19 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import Forbidden, Scope, covers
 from bot.domain.workflow import DIAJUKAN, MINTA_REVISI, SETUJUI, TOLAK, TransitionError, next_status
-from bot.services import audit, outbox, registration
+from bot.services import outbox, registration
 from bot.services.proposals import (
     PARTS,
     InvalidField,
     ProposalNotFound,
     StaleVersion,
     diff_snapshots,
+    record_transition,
     snapshot,
 )
 from bot.services.users import Roles
 from storage.db import begin_write, release
-from storage.models import Proposal, ProposalEvent, utcnow
+from storage.models import Proposal, utcnow
 from storage.repositories import proposals as repo
 
 ACTIONS = (SETUJUI, TOLAK, MINTA_REVISI)
@@ -149,27 +150,8 @@ async def decide(
     if action == MINTA_REVISI:
         proposal.revision_parts, proposal.revision_note = wanted, note
         data = {"parts": wanted}
-    event = ProposalEvent(
-        proposal_id=proposal.id,
-        at=now,
-        actor_id=actor_id,
-        action=action,
-        from_status=from_status,
-        to_status=to_status,
-        note=note,
-        data=data,
-    )
-    session.add(event)
-    await session.flush()
-    audit.record(
-        session,
-        actor_id,
-        "proposal." + action,
-        "proposal",
-        proposal.id,
-        before={"status": from_status},
-        after={"status": to_status, **({"parts": wanted} if data else {})},
-        reason=note,
+    event = await record_transition(
+        session, proposal, actor_id, action, from_status, at=now, note=note, data=data, audit_after=data
     )
     head = await registration.current_head(session, proposal.rt_id)
     recipient = head.user_id if head is not None else proposal.created_by

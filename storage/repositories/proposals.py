@@ -5,21 +5,20 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, select, true, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.models import (
     RT,
-    SCOPE_KECAMATAN,
-    SCOPE_KOTA,
     CodeSequence,
     Kelurahan,
     Media,
     Proposal,
     ProposalEvent,
 )
+from storage.repositories.wilayah import scope_filter
 
 if TYPE_CHECKING:
     from bot.domain.permissions import Scope
@@ -77,14 +76,6 @@ async def list_for_rt(
     return (await session.scalars(stmt.order_by(Proposal.updated_at.desc(), Proposal.id.desc()))).all()
 
 
-def _scope_filter(scope: Scope):
-    if scope.level == SCOPE_KOTA:
-        return true()
-    if scope.level == SCOPE_KECAMATAN:
-        return Kelurahan.kecamatan_id == scope.kecamatan_id
-    return Kelurahan.id == scope.kelurahan_id
-
-
 async def in_status_for_scope(
     session: AsyncSession, status: str, scope: Scope, *, limit: int, offset: int
 ) -> tuple[Sequence[Proposal], int]:
@@ -93,7 +84,7 @@ async def in_status_for_scope(
         select(Proposal)
         .join(RT, Proposal.rt_id == RT.id)
         .join(Kelurahan, RT.kelurahan_id == Kelurahan.id)
-        .where(Proposal.status == status, _scope_filter(scope))
+        .where(Proposal.status == status, scope_filter(scope))
     )
     total = await session.scalar(select(func.count()).select_from(base.subquery()))
     rows = (await session.scalars(base.order_by(Proposal.submitted_at, Proposal.id).limit(limit).offset(offset))).all()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain.permissions import LEVEL_KECAMATAN, LEVEL_KOTA, Scope
 from storage.models import RT, Kecamatan, Kelurahan
 
 
@@ -42,3 +43,12 @@ async def find_rt(session: AsyncSession, kelurahan_id: int, number: int) -> RT |
 
 async def count_rts(session: AsyncSession) -> int:
     return await session.scalar(select(func.count()).select_from(RT)) or 0
+
+
+def scope_filter(scope: Scope) -> ColumnElement[bool]:
+    """WHERE clause on ``Kelurahan`` (joined) limiting rows to an officer's scope."""
+    if scope.level == LEVEL_KOTA:
+        return true()
+    if scope.level == LEVEL_KECAMATAN:
+        return Kelurahan.kecamatan_id == scope.kecamatan_id
+    return Kelurahan.id == scope.kelurahan_id
