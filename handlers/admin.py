@@ -217,7 +217,7 @@ async def _finish(
 ) -> None:
     data = await state.get_data()
     if "user_id" not in data:
-        await stale_button(query)
+        await stale_button(query, session)
         return
     try:
         officer = await officers.appoint(
@@ -227,7 +227,7 @@ async def _finish(
         await query.answer(_("This menu is for administrators only."), show_alert=True)
         return
     except officers.NotFound:
-        await stale_button(query)
+        await stale_button(query, session)
         return
     await state.clear()
     await query.answer(_("Saved."))
@@ -255,7 +255,7 @@ async def appoint_scope(
         await _finish(query, state, session, user, settings, roles, Scope(SCOPE_KOTA, None, None))
         return
     if level not in (SCOPE_KECAMATAN, SCOPE_KELURAHAN):
-        await stale_button(query)
+        await stale_button(query, session)
         return
     await state.update_data(level=level)
     await state.set_state(Appoint.kecamatan)
@@ -282,7 +282,7 @@ async def appoint_kecamatan(
         return
     kec = await wilayah.get_kecamatan(session, int(callback_data.value or 0))
     if kec is None:
-        await stale_button(query)
+        await stale_button(query, session)
         return
     data = await state.get_data()
     if data.get("level") == SCOPE_KECAMATAN:
@@ -316,7 +316,7 @@ async def appoint_kelurahan(
     data = await state.get_data()
     kel = await wilayah.get_kelurahan(session, int(callback_data.value or 0))
     if kel is None or kel.kecamatan_id != data.get("kecamatan_id"):
-        await stale_button(query)
+        await stale_button(query, session)
         return
     await _finish(query, state, session, user, settings, roles, Scope(SCOPE_KELURAHAN, kel.kecamatan_id, kel.id))
 
@@ -332,4 +332,4 @@ async def appoint_use_buttons(message: Message) -> None:
 async def admin_stale(query: CallbackQuery, user: User, settings: Settings, session: AsyncSession) -> None:
     if not await _admin_only(query, user, settings, session):
         return
-    await stale_button(query)
+    await stale_button(query, session)

@@ -16,10 +16,12 @@ from aiogram.types import (
 )
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import ADMIN, KETUA_RT, PETUGAS
 from bot.domain.text import escape_html
 from bot.domain.timefmt import format_datetime
+from bot.services import audit
 from bot.services.users import Roles
 from storage.models import RT
 
@@ -114,7 +116,9 @@ def rt_place(rt: RT) -> str:
     )
 
 
-async def stale_button(query: CallbackQuery) -> None:
+async def stale_button(query: CallbackQuery, session: AsyncSession) -> None:
+    """Refuse a button that does not fit the dialog's current step (old message, or forged data)."""
+    await audit.record_refused(session, query.from_user.id, "stale_button", query.data)
     await query.answer(
         _("This button is no longer valid. Please use the latest message, or type /start."), show_alert=True
     )

@@ -13,6 +13,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, ErrorEvent, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import DEFAULT_LOCALE
 from bot.services.users import Roles
@@ -58,8 +59,8 @@ async def not_understood(message: Message, roles: Roles) -> None:
 
 
 @router.callback_query()
-async def unknown_button(query: CallbackQuery) -> None:
-    await stale_button(query)
+async def unknown_button(query: CallbackQuery, session: AsyncSession) -> None:
+    await stale_button(query, session)
 
 
 @router.errors(ExceptionTypeFilter(Exception))

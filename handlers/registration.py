@@ -328,7 +328,7 @@ async def kecamatan_chosen(
 ) -> None:
     kec = await wilayah.get_kecamatan(session, callback_data.value)
     if kec is None:
-        await stale_button(query)
+        await stale_button(query, session)
         return
     await query.answer()
     await query.message.edit_text(_("Kecamatan: <b>{name}</b>").format(name=escape_html(kec.name)))
@@ -343,7 +343,7 @@ async def kelurahan_chosen(
     data = await state.get_data()
     kel = await wilayah.get_kelurahan(session, callback_data.value)
     if kel is None or kel.kecamatan_id != data.get("kecamatan_id"):
-        await stale_button(query)
+        await stale_button(query, session)
         return
     await query.answer()
     await query.message.edit_text(_("Kelurahan: <b>{name}</b>").format(name=escape_html(kel.name)))
@@ -365,7 +365,7 @@ async def rt_button(
     data = await state.get_data()
     rt = await wilayah.get_rt(session, callback_data.value)
     if rt is None or rt.kelurahan_id != data.get("kelurahan_id"):
-        await stale_button(query)
+        await stale_button(query, session)
         return
     await query.answer()
     await query.message.edit_text(_("RT: <b>{rt}</b>").format(rt=rt.label()))
@@ -402,7 +402,7 @@ async def confirm(
 ) -> None:
     data = await state.get_data()
     if not all(k in data for k in ("full_name", "phone", "rt_id", "consent")):
-        await stale_button(query)
+        await stale_button(query, session)
         return
     try:
         reg = await registration.submit(
@@ -413,7 +413,7 @@ async def confirm(
         await state.clear()
         return
     except registration.UnknownRT:
-        await stale_button(query)
+        await stale_button(query, session)
         return
     await state.clear()
     await query.answer(_("Sent."))
@@ -430,5 +430,5 @@ async def confirm(
 
 
 @router.callback_query(RegCb.filter())
-async def reg_stale(query: CallbackQuery) -> None:
-    await stale_button(query)
+async def reg_stale(query: CallbackQuery, session: AsyncSession) -> None:
+    await stale_button(query, session)

@@ -32,3 +32,12 @@ def record(
     )
     session.add(row)
     return row
+
+
+async def record_refused(session: AsyncSession, actor_id: int | None, what: str, detail: str | None) -> None:
+    """Audit a refused button press (stale or forged callback data) in its own transaction."""
+    from storage.db import begin_write
+
+    await begin_write(session)
+    record(session, actor_id, "denied." + what, "callback", None, reason=(detail or "")[:200])
+    await session.commit()

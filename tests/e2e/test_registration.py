@@ -120,7 +120,7 @@ async def test_restart_mid_registration_resumes_at_same_step(db_url, tg, launch)
     await user.wait_message(t("Let's continue your registration where you left off."))
 
 
-async def test_wrong_input_gets_clear_answers_and_keeps_state(tg, launch, sqlite_url):
+async def test_wrong_input_gets_clear_answers_and_keeps_state(tg, launch, sqlite_url, db):
     await launch(sqlite_url)
     user = tg.user("Joko", language_code="id", phone="+6281211111111")
     await user.send("/daftar")
@@ -154,6 +154,9 @@ async def test_wrong_input_gets_clear_answers_and_keeps_state(tg, launch, sqlite
     # pressed now is refused politely, and the dialog stays where it was.
     answer = await user.press(data="rg:kec:1")
     assert answer.show_alert and answer.text
+    async with db(sqlite_url) as s:
+        refused = (await s.scalars(select(AuditLog).where(AuditLog.action == "denied.stale_button"))).all()
+        assert [(r.actor_id, r.reason) for r in refused] == [(user.id, "rg:kec:1")]
     await user.press(t("⬅️ Back"))  # back from the summary to the RT question
     await user.wait_message(predicate=lambda m: "08" in m.button_texts)
     await user.send("8")
