@@ -25,7 +25,9 @@ from bot.middlewares.context import HandlerTraceMiddleware, UpdateContextMiddlew
 from bot.middlewares.i18n import UserLocaleMiddleware
 from bot.notifier import OutboxSender
 from bot.polling import SafePoller
+from bot.debounce import Debouncer
 from bot.services import programs
+from bot.services.media import LocalMediaStore
 from bot.services.wilayah import ensure_sample_wilayah
 from storage.db import create_engine, create_sessionmaker
 from storage.fsm import SQLStorage
@@ -57,19 +59,33 @@ def build_storage(
 
 
 def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> Dispatcher:
-    from handlers import admin, common, errors, registration, start, verification
+    from handlers import admin, common, errors, proposals, registration, review, start, verification
 
     common.configure(settings.timezone)
 
     storage, isolation = build_storage(settings, sessionmaker)
-    dp = Dispatcher(storage=storage, events_isolation=isolation, settings=settings, sessionmaker=sessionmaker)
+    dp = Dispatcher(
+        storage=storage,
+        events_isolation=isolation,
+        settings=settings,
+        sessionmaker=sessionmaker,
+        media_store=LocalMediaStore(settings.media_dir),
+        album_replies=Debouncer(),
+    )
     dp.update.outer_middleware(UpdateContextMiddleware(sessionmaker, settings))
     dp.update.outer_middleware(UserLocaleMiddleware(i18n))
     trace = HandlerTraceMiddleware()
     for observer in (dp.message, dp.callback_query, dp.poll_answer, dp.edited_message):
         observer.middleware(trace)
     dp.include_routers(
-        errors.unknown_commands, start.router, registration.router, verification.router, admin.router, errors.router
+        errors.unknown_commands,
+        start.router,
+        registration.router,
+        proposals.router,
+        review.router,
+        verification.router,
+        admin.router,
+        errors.router,
     )
     return dp
 
@@ -80,13 +96,20 @@ def command_menu(roles: str = "default") -> list[tuple[str, str]]:
 
     base = [
         ("start", N_("Start and show the menu")),
+        ("usulan", N_("New proposal (Ketua RT)")),
+        ("draf", N_("My drafts and proposals to revise")),
+        ("usulanku", N_("My proposals this year")),
         ("daftar", N_("Register as Ketua RT")),
         ("bantuan", N_("What can I do here?")),
         ("bahasa", N_("Change the language")),
         ("batal", N_("Stop what I am doing")),
     ]
     if roles == "admin":
-        base[2:2] = [("verifikasi", N_("Verify Ketua RT registrations")), ("petugas", N_("Appoint or revoke officers"))]
+        base[1:1] = [
+            ("tinjau", N_("Review submitted proposals")),
+            ("verifikasi", N_("Verify Ketua RT registrations")),
+            ("petugas", N_("Appoint or revoke officers")),
+        ]
     return base
 
 

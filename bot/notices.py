@@ -11,11 +11,15 @@ from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup, ReplyKeybo
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain.money import format_rupiah
 from bot.domain.text import escape_html
-from bot.services import users
+from bot.services import proposals, users
 from handlers.common import main_menu, rt_place
+from handlers.proposals.callbacks import PropCb
+from handlers.review.callbacks import ReviewCb
+from handlers.review.render import parts_label
 from handlers.verification import VerifyCb
-from storage.models import Officer, Outbox, RTHead
+from storage.models import Officer, Outbox, Proposal, ProposalEvent, RTHead
 
 
 @dataclass
@@ -128,3 +132,117 @@ async def _officer_revoked(session: AsyncSession, row: Outbox, admin_ids: tuple[
     if officer is None:
         return None
     return Notice(_("Your officer role has ended. Thank you!"), await _menu(session, officer.user_id, admin_ids))
+
+
+# --- proposals: officers are told of submissions, RT heads of decisions ---------------------------
+
+
+async def _proposal_event(session: AsyncSession, row: Outbox) -> tuple[Proposal, ProposalEvent] | None:
+    proposal = await session.get(Proposal, row.payload.get("proposal_id"))
+    event = await session.get(ProposalEvent, row.payload.get("event_id"))
+    if proposal is None or event is None or event.proposal_id != proposal.id:
+        return None
+    return proposal, event
+
+
+async def _is_latest(session: AsyncSession, proposal: Proposal, event: ProposalEvent) -> bool:
+    """Whether ``event`` is still the proposal's latest event of its kind (else the notice is obsolete)."""
+    events = await proposals.timeline(session, proposal.id)
+    latest = next((e for e in reversed(events) if e.action == event.action), None)
+    return latest is not None and latest.id == event.id
+
+
+def _what(proposal: Proposal) -> dict[str, str]:
+    return {
+        "code": escape_html(proposal.code or "-"),
+        "title": escape_html(proposal.title or "-"),
+        "amount": format_rupiah(proposal.total_amount),
+        "place": rt_place(proposal.rt),
+    }
+
+
+@renderer("proposal.submitted")
+async def _proposal_submitted(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
+    found = await _proposal_event(session, row)
+    if found is None:
+        return None
+    proposal, event = found
+    if proposal.status != "diajukan" or not await _is_latest(session, proposal, event):
+        return None  # decided, withdrawn or submitted again since: nothing to ask any more
+    if row.payload.get("resubmission"):
+        text = _("📥 Revised proposal <b>{code}</b> from {place}: {title}, {amount}. Please review it in /tinjau.")
+    else:
+        text = _("📥 New proposal <b>{code}</b> from {place}: {title}, {amount}. Please review it in /tinjau.")
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("🔎 Open the proposal"), callback_data=ReviewCb(action="open", id=proposal.id).pack()
+                )
+            ]
+        ]
+    )
+    return Notice(text.format(**_what(proposal)), kb)
+
+
+@renderer("proposal.withdrawn")
+async def _proposal_withdrawn(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
+    found = await _proposal_event(session, row)
+    if found is None or found[0].status != "ditarik":
+        return None
+    proposal, event = found
+    text = _("↩️ Proposal <b>{code}</b> from {place} ({title}) was withdrawn by the Ketua RT; no review is needed.")
+    text = text.format(**_what(proposal))
+    if event.note:
+        text += "\n" + _("Reason: {reason}").format(reason=escape_html(event.note))
+    return Notice(text)
+
+
+@renderer("proposal.approved")
+async def _proposal_approved(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
+    found = await _proposal_event(session, row)
+    if found is None:
+        return None
+    proposal, event = found
+    text = _("✅ Good news! Your proposal <b>{code}</b> ({title}, {amount}) has been approved by the kelurahan.")
+    text = text.format(**_what(proposal))
+    if event.note:
+        text += "\n" + _("Officer's note: {note}").format(note=escape_html(event.note))
+    return Notice(text)
+
+
+@renderer("proposal.rejected")
+async def _proposal_rejected(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
+    found = await _proposal_event(session, row)
+    if found is None:
+        return None
+    proposal, event = found
+    text = _(
+        "❌ Your proposal <b>{code}</b> ({title}, {amount}) was not approved.\nReason: {reason}\n\n"
+        "Its amount no longer counts against your RT's ceiling. You may make a new proposal with /usulan."
+    ).format(**_what(proposal), reason=escape_html(event.note or "-"))
+    return Notice(text)
+
+
+@renderer("proposal.revision_requested")
+async def _proposal_revision_requested(
+    session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]
+) -> Notice | None:
+    found = await _proposal_event(session, row)
+    if found is None:
+        return None
+    proposal, event = found
+    if proposal.status != "perlu_revisi" or not await _is_latest(session, proposal, event):
+        return None  # already sent again, withdrawn, or asked again since
+    parts = row.payload.get("parts") or (event.data or {}).get("parts") or ()
+    text = _(
+        "🔁 Your proposal <b>{code}</b> ({title}) needs some changes before it can be approved.\n"
+        "Please fix: {parts}\nOfficer's note: {note}\n\n"
+        "Press the button below (or use /draf), fix these parts and send it again."
+    ).format(**_what(proposal), parts=parts_label(parts), note=escape_html(event.note or "-"))
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [InlineKeyboardButton(text=_("✏️ Fix it now"), callback_data=PropCb(action="open", id=proposal.id).pack())]
+        ]
+    )
+    return Notice(text, kb)

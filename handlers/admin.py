@@ -17,7 +17,7 @@ from bot.domain.permissions import Forbidden, Scope
 from bot.domain.text import escape_html
 from bot.services import officers
 from bot.services.users import Roles
-from handlers.common import BTN_OFFICERS, Label, cancel_row, chunk, stale_button
+from handlers.common import BTN_OFFICERS, Label, cancel_row, chunk, drop_buttons, stale_button
 from storage.models import SCOPE_KECAMATAN, SCOPE_KELURAHAN, SCOPE_KOTA, Officer, User
 from storage.repositories import wilayah
 
@@ -129,7 +129,7 @@ async def revoke_do(
         officer = await officers.revoke(session, user.id, settings.admin_ids, int(callback_data.value))
     except (officers.NotFound, ValueError):
         await query.answer(_("This officer was already revoked."), show_alert=True)
-        await query.message.edit_reply_markup(reply_markup=None)
+        await drop_buttons(query.message)
         return
     await query.answer(_("Revoked."))
     await query.message.edit_text(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
@@ -38,6 +39,10 @@ BTN_HELP = N_("❓ Help")
 BTN_LANGUAGE = N_("🌐 Language")
 BTN_VERIFY = N_("✅ Verify RT heads")
 BTN_OFFICERS = N_("👮 Manage officers")
+BTN_NEW_PROPOSAL = N_("📄 New proposal")
+BTN_DRAFTS = N_("🗂 My drafts")
+BTN_MY_PROPOSALS = N_("📋 My proposals")
+BTN_REVIEW = N_("🔎 Review proposals")
 BTN_CANCEL = N_("✖️ Cancel")
 BTN_BACK = N_("⬅️ Back")
 BTN_SHARE_PHONE = N_("📱 Send my phone number")
@@ -64,7 +69,22 @@ class Label(Filter):
 
 # Every command some router handles; anything else is answered as unknown (handlers/errors.py).
 KNOWN_COMMANDS = frozenset(
-    {"start", "bantuan", "help", "batal", "cancel", "bahasa", "language", "daftar", "verifikasi", "petugas"}
+    {
+        "start",
+        "bantuan",
+        "help",
+        "batal",
+        "cancel",
+        "bahasa",
+        "language",
+        "daftar",
+        "verifikasi",
+        "petugas",
+        "usulan",
+        "draf",
+        "usulanku",
+        "tinjau",
+    }
 )
 
 CANCEL_WORDS = {"batal", "cancel", "/batal", "/cancel", "stop"}
@@ -90,10 +110,13 @@ def main_menu(roles: Roles | None) -> ReplyKeyboardMarkup:
     """The persistent menu for the user's role: every command has a button."""
     names = roles.names if roles else set()
     rows: list[list[KeyboardButton]] = []
+    if KETUA_RT in names:
+        rows.append([KeyboardButton(text=_(BTN_NEW_PROPOSAL))])
+        rows.append([KeyboardButton(text=_(BTN_DRAFTS)), KeyboardButton(text=_(BTN_MY_PROPOSALS))])
+    if PETUGAS in names:
+        rows.append([KeyboardButton(text=_(BTN_REVIEW)), KeyboardButton(text=_(BTN_VERIFY))])
     if ADMIN in names:
-        rows.append([KeyboardButton(text=_(BTN_VERIFY)), KeyboardButton(text=_(BTN_OFFICERS))])
-    elif PETUGAS in names:
-        rows.append([KeyboardButton(text=_(BTN_VERIFY))])
+        rows.append([KeyboardButton(text=_(BTN_OFFICERS))])
     if KETUA_RT not in names and PETUGAS not in names:
         if roles is not None and roles.pending is not None:
             rows.append([KeyboardButton(text=_(BTN_REG_STATUS))])
@@ -114,6 +137,17 @@ def rt_place(rt: RT) -> str:
     return _("{rt}, Kel. {kelurahan}, Kec. {kecamatan}").format(
         rt=rt.label(), kelurahan=escape_html(kel.name), kecamatan=escape_html(kel.kecamatan.name)
     )
+
+
+async def drop_buttons(message: Message | None) -> None:
+    """Remove a message's inline buttons; harmless if they are already gone (a double tap)."""
+    if message is None:
+        return
+    try:
+        await message.edit_reply_markup(reply_markup=None)
+    except TelegramBadRequest as exc:
+        if "not modified" not in str(exc) and "not found" not in str(exc):
+            raise
 
 
 async def stale_button(query: CallbackQuery, session: AsyncSession) -> None:

@@ -34,6 +34,7 @@ from handlers.common import (
     Label,
     NavCb,
     chunk,
+    drop_buttons,
     main_menu,
     nav_reply_keyboard,
     nav_row,
@@ -232,7 +233,7 @@ async def back_text(message: Message, state: FSMContext, session: AsyncSession, 
 @router.callback_query(StateFilter(Reg), NavCb.filter(F.action == "back"))
 async def back_button(query: CallbackQuery, state: FSMContext, session: AsyncSession, settings: Settings) -> None:
     await query.answer()
-    await query.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(query.message)
     await go_back(query.message, state, session, settings)
 
 
@@ -249,7 +250,7 @@ async def consent_answer(
     roles: Roles,
 ) -> None:
     await query.answer()
-    await query.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(query.message)
     if not callback_data.value:
         await state.clear()
         await query.message.answer(
@@ -417,7 +418,7 @@ async def confirm(
         return
     await state.clear()
     await query.answer(_("Sent."))
-    await query.message.edit_reply_markup(reply_markup=None)
+    await drop_buttons(query.message)
     roles = Roles(is_admin=roles.is_admin, officer=roles.officer, rt_head=None, pending=reg)
     await query.message.answer(
         _(

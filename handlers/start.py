@@ -17,7 +17,7 @@ from bot.domain.text import escape_html
 from bot.i18n import LANGUAGES
 from bot.services import users
 from bot.services.users import Roles
-from handlers.common import BTN_HELP, BTN_LANGUAGE, CANCEL_WORDS, Label, NavCb, main_menu, rt_place
+from handlers.common import BTN_HELP, BTN_LANGUAGE, CANCEL_WORDS, Label, NavCb, drop_buttons, main_menu, rt_place
 from storage.models import User
 
 router = Router(name=__name__)
@@ -82,19 +82,29 @@ async def help_(message: Message, roles: Roles) -> None:
 @router.message(Command("batal", "cancel"))
 @router.message(StateFilter("*"), F.text.lower().in_(CANCEL_WORDS))
 async def cancel(message: Message, state: FSMContext, roles: Roles) -> None:
-    had_state = await state.get_state() is not None
+    current = await state.get_state()
     await state.clear()
-    text = _("Cancelled. Nothing was saved.") if had_state else _("There is nothing to cancel.")
+    if current is None:
+        text = _("There is nothing to cancel.")
+    elif current.startswith("Usulan:"):
+        text = _("Stopped. Your draft is kept: continue any time with /draf.")
+    else:
+        text = _("Cancelled. Nothing was saved.")
     await message.answer(text, reply_markup=main_menu(roles))
 
 
 @router.callback_query(NavCb.filter(F.action == "cancel"))
 async def cancel_button(query: CallbackQuery, state: FSMContext, roles: Roles) -> None:
+    current = await state.get_state()
     await state.clear()
     await query.answer(_("Cancelled."))
     if query.message:
-        await query.message.edit_reply_markup(reply_markup=None)
-        await query.message.answer(_("Cancelled. Nothing was saved."), reply_markup=main_menu(roles))
+        await drop_buttons(query.message)
+        if current is not None and current.startswith("Usulan:"):
+            text = _("Stopped. Your draft is kept: continue any time with /draf.")
+        else:
+            text = _("Cancelled. Nothing was saved.")
+        await query.message.answer(text, reply_markup=main_menu(roles))
 
 
 @router.message(Command("bahasa", "language"))

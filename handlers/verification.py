@@ -15,7 +15,7 @@ from bot.domain.permissions import Forbidden
 from bot.domain.text import TextError, clean_text, escape_html
 from bot.services import registration
 from bot.services.users import Roles
-from handlers.common import BTN_VERIFY, Label, cancel_row, main_menu, rt_place, when
+from handlers.common import BTN_VERIFY, Label, cancel_row, drop_buttons, main_menu, rt_place, when
 from storage.models import RTHead, User
 
 router = Router(name=__name__)
@@ -126,7 +126,7 @@ async def _decide(
         text = _("This registration was already decided ({status}).").format(status=reg.status if reg else "-")
         if query is not None:
             await query.answer(text, show_alert=True)
-            await query.message.edit_reply_markup(reply_markup=None)
+            await drop_buttons(query.message)
         else:
             await reply_to.answer(text)
         return
@@ -171,7 +171,7 @@ async def reject_ask_reason(
         await query.answer(
             _("This registration was already decided ({status}).").format(status=reg.status), show_alert=True
         )
-        await query.message.edit_reply_markup(reply_markup=None)
+        await drop_buttons(query.message)
         return
     await state.set_state(Verify.reason)
     await state.update_data(registration_id=reg.id)

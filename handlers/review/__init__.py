@@ -1,0 +1,659 @@
+"""/tinjau: officers review submitted proposals in their area — the queue, each proposal's card with
+its map pin, photos and musyawarah evidence, and the decision (approve / reject / request a revision).
+
+Thin: parse the button or text, call ``bot.services.review``, render. The decision itself, its
+scope check, its audit row and the RT head's notice live in ``review.decide``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import suppress
+
+from aiogram import Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.filters import Command, StateFilter
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    InputMediaPhoto,
+    Message,
+)
+from aiogram.utils.i18n import gettext as _
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from bot.domain.permissions import Forbidden
+from bot.domain.text import TextError, clean_text, escape_html
+from bot.domain.workflow import DIAJUKAN, DISETUJUI, DITARIK, DITOLAK, MINTA_REVISI, PERLU_REVISI, SETUJUI, TOLAK
+from bot.services import proposals, registration, review
+from bot.services.media import MediaStore
+from bot.services.proposals import InvalidField, ProposalNotFound, StaleVersion
+from bot.services.users import Roles
+from handlers.common import (
+    BTN_BACK,
+    BTN_CANCEL,
+    BTN_DRAFTS,
+    BTN_HELP,
+    BTN_LANGUAGE,
+    BTN_MY_PROPOSALS,
+    BTN_NEW_PROPOSAL,
+    BTN_OFFICERS,
+    BTN_REG_STATUS,
+    BTN_REGISTER,
+    BTN_REVIEW,
+    BTN_VERIFY,
+    N_,
+    Label,
+    cancel_row,
+    main_menu,
+    stale_button,
+)
+from handlers.review.callbacks import ReviewCb
+from handlers.review.render import (
+    CARD_LIMIT,
+    card_keyboard,
+    card_text,
+    parts_keyboard,
+    parts_label,
+    status_label,
+    verdict_text,
+)
+from storage.models import MEDIA_BUKTI_MUSYAWARAH, MEDIA_FOTO_AWAL, Proposal, ProposalMedia, User
+
+__all__ = ["ReviewCb", "router"]
+
+router = Router(name=__name__)
+router.message.filter(F.chat.type == "private")
+
+PAGE = 5
+NOTE_MAX = review.NOTE_MAX
+
+OUT_OF_SCOPE = N_("This proposal is outside your area. The attempt was recorded.")
+STALE_CARD = N_("This proposal has changed since this card was shown. Here is the current version.")
+
+# Menu buttons and commands typed while we wait for a note are not notes: let their own handlers run.
+MENU_LABELS = (
+    BTN_REGISTER,
+    BTN_REG_STATUS,
+    BTN_HELP,
+    BTN_LANGUAGE,
+    BTN_VERIFY,
+    BTN_OFFICERS,
+    BTN_NEW_PROPOSAL,
+    BTN_DRAFTS,
+    BTN_MY_PROPOSALS,
+    BTN_REVIEW,
+    BTN_BACK,
+)
+NOTE_TEXT = (F.text, ~F.text.startswith("/"), ~Label(*MENU_LABELS))
+
+
+class Review(StatesGroup):
+    approve_note = State()
+    reason = State()
+    parts = State()
+    revision_note = State()
+
+
+# --- the queue ---------------------------------------------------------------------------------
+
+
+async def send_card(bot: Bot, chat_id: int, session: AsyncSession, proposal: Proposal) -> None:
+    await bot.send_message(chat_id, await card_text(session, proposal), reply_markup=card_keyboard(proposal))
+
+
+async def send_queue(bot: Bot, chat_id: int, session: AsyncSession, roles: Roles | None, offset: int = 0) -> None:
+    scope = roles.scope if roles is not None else None
+    if scope is None:
+        await bot.send_message(chat_id, _("This menu is for officers only."), reply_markup=main_menu(roles))
+        return
+    rows, total = await review.queue(session, scope, limit=PAGE, offset=offset)
+    if not rows and total:
+        offset = 0  # the page emptied meanwhile (others decided): start again from the oldest
+        rows, total = await review.queue(session, scope, limit=PAGE, offset=offset)
+    if total == 0:
+        await bot.send_message(chat_id, _("No proposals are waiting for review. 👍"), reply_markup=main_menu(roles))
+        return
+    if offset == 0:
+        await bot.send_message(
+            chat_id, _("{count} proposal(s) waiting for your review, oldest first:").format(count=total)
+        )
+    for proposal in rows:
+        await send_card(bot, chat_id, session, proposal)
+    if offset + PAGE < total:
+        more = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [InlineKeyboardButton(text=_("Next ▶"), callback_data=ReviewCb(action="list", id=offset + PAGE).pack())]
+            ]
+        )
+        await bot.send_message(
+            chat_id,
+            _("Showing {a}–{b} of {total}.").format(a=offset + 1, b=offset + len(rows), total=total),
+            reply_markup=more,
+        )
+
+
+@router.message(Command("tinjau"))
+@router.message(Label(BTN_REVIEW))
+async def tinjau(message: Message, bot: Bot, session: AsyncSession, roles: Roles, state: FSMContext) -> None:
+    await state.clear()
+    await send_queue(bot, message.chat.id, session, roles)
+
+
+@router.callback_query(ReviewCb.filter(F.action == "list"))
+async def tinjau_page(
+    query: CallbackQuery, callback_data: ReviewCb, bot: Bot, session: AsyncSession, roles: Roles
+) -> None:
+    await query.answer()
+    await send_queue(bot, query.from_user.id, session, roles, max(callback_data.id, 0))
+
+
+async def _viewable(
+    query: CallbackQuery, session: AsyncSession, user: User, roles: Roles, proposal_id: int
+) -> Proposal | None:
+    """The proposal if the officer may see it (a refusal is audited by the service), else None."""
+    try:
+        return await review.get_in_scope(session, user.id, roles, proposal_id)
+    except Forbidden:
+        await query.answer(_(OUT_OF_SCOPE), show_alert=True)
+    except ProposalNotFound:
+        await stale_button(query, session)
+    return None
+
+
+@router.callback_query(ReviewCb.filter(F.action == "open"))
+async def open_card(
+    query: CallbackQuery, callback_data: ReviewCb, bot: Bot, session: AsyncSession, user: User, roles: Roles
+) -> None:
+    proposal = await _viewable(query, session, user, roles, callback_data.id)
+    if proposal is None:
+        return
+    await query.answer()
+    await send_card(bot, query.from_user.id, session, proposal)
+
+
+# --- map pin, photos, evidence -------------------------------------------------------------------
+
+
+def _upload(link: ProposalMedia, data: bytes) -> BufferedInputFile:
+    name = link.file.path.rsplit("/", 1)[-1] or "file"
+    return BufferedInputFile(data, filename=name)
+
+
+async def _stored_bytes(store: MediaStore, link: ProposalMedia) -> bytes | None:
+    try:
+        return await asyncio.to_thread(store.open, link.file.path)
+    except (OSError, ValueError):
+        return None
+
+
+async def _send_photos(bot: Bot, chat_id: int, store: MediaStore, links: Sequence[ProposalMedia], caption: str) -> bool:
+    def album(sources: list) -> list[InputMediaPhoto]:
+        return [InputMediaPhoto(media=src, caption=caption if i == 0 else None) for i, src in enumerate(sources)]
+
+    async def send(sources: list) -> None:
+        if len(sources) == 1:
+            await bot.send_photo(chat_id, sources[0], caption=caption)
+        else:
+            await bot.send_media_group(chat_id, album(sources))
+
+    if all(link.telegram_file_id for link in links):
+        try:
+            await send([link.telegram_file_id for link in links])
+            return True
+        except TelegramBadRequest:
+            pass  # a file id Telegram no longer knows: send our stored copies instead
+    uploads = []
+    for link in links:
+        data = await _stored_bytes(store, link)
+        if data is not None:
+            uploads.append(_upload(link, data))
+    if not uploads:
+        return False
+    await send(uploads)
+    return True
+
+
+async def _send_file(bot: Bot, chat_id: int, store: MediaStore, link: ProposalMedia, caption: str) -> bool:
+    is_image = link.file.mime.startswith("image/")
+    senders = (bot.send_photo, bot.send_document) if is_image else (bot.send_document,)
+    if link.telegram_file_id:
+        for send in senders:
+            try:
+                await send(chat_id, link.telegram_file_id, caption=caption)
+                return True
+            except TelegramBadRequest:
+                continue  # sent to us as a file (not a photo), or no longer known to Telegram
+    data = await _stored_bytes(store, link)
+    if data is None:
+        return False
+    await senders[0](chat_id, _upload(link, data), caption=caption)
+    return True
+
+
+@router.callback_query(ReviewCb.filter(F.action.in_({"loc", "foto", "bukti"})))
+async def show_media(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    media_store: MediaStore,
+) -> None:
+    proposal = await _viewable(query, session, user, roles, callback_data.id)
+    if proposal is None:
+        return
+    chat_id = query.from_user.id
+    code = escape_html(proposal.code or "-")
+    if callback_data.action == "loc":
+        if proposal.latitude is None or proposal.longitude is None:
+            await query.answer(_("This proposal has no location pin."), show_alert=True)
+            return
+        await query.answer()
+        await bot.send_location(chat_id, proposal.latitude, proposal.longitude)
+        return
+    if callback_data.action == "foto":
+        links = proposal.media_of(MEDIA_FOTO_AWAL)[:10]
+        if not links:
+            await query.answer(_("This proposal has no photos."), show_alert=True)
+            return
+        await query.answer()
+        sent = await _send_photos(bot, chat_id, media_store, links, _("Photos of {code}").format(code=code))
+    else:
+        links = proposal.media_of(MEDIA_BUKTI_MUSYAWARAH)
+        if not links:
+            await query.answer(_("This proposal has no musyawarah evidence."), show_alert=True)
+            return
+        await query.answer()
+        caption = _("Musyawarah evidence of {code}").format(code=code)
+        sent = False
+        for link in links:
+            sent = await _send_file(bot, chat_id, media_store, link, caption) or sent
+    if not sent:
+        await bot.send_message(chat_id, _("Sorry, this file is not available any more."))
+
+
+# --- deciding --------------------------------------------------------------------------------------
+
+
+def _not_waiting_text(proposal: Proposal, user: User) -> str:
+    status = status_label(proposal.status)
+    if proposal.status == DITARIK:
+        return _("The Ketua RT has withdrawn this proposal; there is nothing to decide.")
+    if proposal.status in (DISETUJUI, DITOLAK, PERLU_REVISI):
+        if proposal.decided_by == user.id:
+            return _("You have already decided on this proposal: {status}.").format(status=status)
+        return _("Another officer has already decided on this proposal: {status}.").format(status=status)
+    return _("This proposal is not waiting for review (now: {status}).").format(status=status)
+
+
+async def _set_card_markup(bot: Bot, chat_id: int, message_id: int | None, proposal: Proposal | None) -> None:
+    """Leave an old card with only what still works (the media buttons, or nothing)."""
+    if message_id is None:
+        return
+    markup = card_keyboard(proposal) if proposal is not None and proposal.status != DIAJUKAN else None
+    with suppress(TelegramBadRequest):
+        await bot.edit_message_reply_markup(chat_id=chat_id, message_id=message_id, reply_markup=markup)
+
+
+def _message_id(query: CallbackQuery) -> int | None:
+    return query.message.message_id if isinstance(query.message, Message) else None
+
+
+async def _authorize(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    action: str,
+) -> Proposal | None:
+    """Before asking for a note or a reason: may this officer decide on it, and is it still open?"""
+    try:
+        proposal = await proposals.get(session, callback_data.id)
+    except ProposalNotFound:
+        await stale_button(query, session)
+        return None
+    if not review.in_scope(roles.scope if roles is not None else None, proposal):
+        await registration.deny(session, user.id, "proposal." + action, "proposal", callback_data.id, "out_of_scope")
+        await query.answer(_(OUT_OF_SCOPE), show_alert=True)
+        return None
+    if proposal.status != DIAJUKAN:
+        await query.answer(_not_waiting_text(proposal, user), show_alert=True)
+        await _set_card_markup(bot, query.from_user.id, _message_id(query), proposal)
+        return None
+    if proposal.version != callback_data.v:
+        await query.answer(_(STALE_CARD), show_alert=True)
+        await _set_card_markup(bot, query.from_user.id, _message_id(query), None)
+        await send_card(bot, query.from_user.id, session, proposal)
+        return None
+    return proposal
+
+
+async def _start(state: FSMContext, step: State, proposal: Proposal, card_id: int | None) -> None:
+    await state.set_state(step)
+    await state.set_data({"pid": proposal.id, "v": proposal.version, "card": card_id, "parts": []})
+
+
+@router.callback_query(ReviewCb.filter(F.action == "ok"))
+async def approve_ask_note(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+) -> None:
+    proposal = await _authorize(query, callback_data, bot, session, user, roles, SETUJUI)
+    if proposal is None:
+        return
+    await _start(state, Review.approve_note, proposal, _message_id(query))
+    await query.answer()
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("✅ Approve without a note"),
+                    callback_data=ReviewCb(action="okn", id=proposal.id, v=proposal.version).pack(),
+                )
+            ],
+            cancel_row(),
+        ]
+    )
+    await bot.send_message(
+        query.from_user.id,
+        _("Approve {code}? You may type a note for the Ketua RT, or press the button.").format(
+            code=escape_html(proposal.code or "-")
+        ),
+        reply_markup=kb,
+    )
+
+
+@router.callback_query(ReviewCb.filter(F.action == "okn"))
+async def approve_without_note(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+) -> None:
+    await _decide(bot, session, user, roles, state, callback_data.id, callback_data.v, SETUJUI, query=query)
+
+
+@router.callback_query(ReviewCb.filter(F.action == "no"))
+async def reject_ask_reason(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+) -> None:
+    proposal = await _authorize(query, callback_data, bot, session, user, roles, TOLAK)
+    if proposal is None:
+        return
+    await _start(state, Review.reason, proposal, _message_id(query))
+    await query.answer()
+    await bot.send_message(
+        query.from_user.id,
+        _("Why is {code} rejected? Please type the reason; it will be sent to the Ketua RT.").format(
+            code=escape_html(proposal.code or "-")
+        ),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[cancel_row()]),
+    )
+
+
+@router.callback_query(ReviewCb.filter(F.action == "rev"))
+async def revision_ask_parts(
+    query: CallbackQuery,
+    callback_data: ReviewCb,
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+) -> None:
+    proposal = await _authorize(query, callback_data, bot, session, user, roles, MINTA_REVISI)
+    if proposal is None:
+        return
+    await _start(state, Review.parts, proposal, _message_id(query))
+    await query.answer()
+    await bot.send_message(
+        query.from_user.id,
+        _("Which parts of {code} must the Ketua RT fix? Tick one or more, then press Continue.").format(
+            code=escape_html(proposal.code or "-")
+        ),
+        reply_markup=parts_keyboard(proposal.id, proposal.version, ()),
+    )
+
+
+async def _dialog_of(state: FSMContext, step: State, callback_data: ReviewCb) -> dict | None:
+    """The FSM data if the button belongs to the dialog in progress (same step and proposal)."""
+    if await state.get_state() != step.state:
+        return None
+    data = await state.get_data()
+    if data.get("pid") != callback_data.id or data.get("v") != callback_data.v:
+        return None
+    return data
+
+
+@router.callback_query(ReviewCb.filter(F.action == "part"))
+async def revision_toggle_part(
+    query: CallbackQuery, callback_data: ReviewCb, session: AsyncSession, state: FSMContext
+) -> None:
+    data = await _dialog_of(state, Review.parts, callback_data)
+    if data is None or callback_data.arg not in proposals.PARTS:
+        await stale_button(query, session)
+        return
+    chosen = [p for p in data.get("parts") or () if p in proposals.PARTS]
+    if callback_data.arg in chosen:
+        chosen.remove(callback_data.arg)
+    else:
+        chosen.append(callback_data.arg)
+    chosen = [p for p in proposals.PARTS if p in chosen]
+    await state.update_data(parts=chosen)
+    await query.answer()
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_reply_markup(
+                reply_markup=parts_keyboard(callback_data.id, callback_data.v, chosen)
+            )
+
+
+@router.callback_query(ReviewCb.filter(F.action == "next"))
+async def revision_ask_note(
+    query: CallbackQuery, callback_data: ReviewCb, bot: Bot, session: AsyncSession, state: FSMContext
+) -> None:
+    data = await _dialog_of(state, Review.parts, callback_data)
+    if data is None:
+        await stale_button(query, session)
+        return
+    chosen = data.get("parts") or []
+    if not chosen:
+        await query.answer(_("Please tick at least one part first."), show_alert=True)
+        return
+    await state.set_state(Review.revision_note)
+    await query.answer()
+    if isinstance(query.message, Message):
+        with suppress(TelegramBadRequest):
+            await query.message.edit_text(
+                _("Parts to fix: {parts}.").format(parts=parts_label(chosen)), reply_markup=None
+            )
+    await bot.send_message(
+        query.from_user.id,
+        _("Please type a note for the Ketua RT: what exactly should be fixed?"),
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=[cancel_row()]),
+    )
+
+
+def _clean_note(text: str | None) -> tuple[str | None, str | None]:
+    """(note, None) or (None, what to tell the officer)."""
+    try:
+        return clean_text(text or "", NOTE_MAX), None
+    except TextError as exc:
+        if exc.kind == "too_long":
+            return None, _("Please keep it under {max} characters (now {length}).").format(
+                max=NOTE_MAX, length=exc.length
+            )
+        return None, _("Please type the text, or /batal to stop.")
+
+
+@router.message(Review.approve_note, *NOTE_TEXT)
+async def approve_with_note(
+    message: Message, bot: Bot, session: AsyncSession, user: User, roles: Roles, state: FSMContext
+) -> None:
+    note, problem = _clean_note(message.text)
+    if problem:
+        await message.answer(problem)
+        return
+    data = await state.get_data()
+    await _decide(bot, session, user, roles, state, data["pid"], data["v"], SETUJUI, note=note)
+
+
+@router.message(Review.reason, *NOTE_TEXT)
+async def reject_with_reason(
+    message: Message, bot: Bot, session: AsyncSession, user: User, roles: Roles, state: FSMContext
+) -> None:
+    reason, problem = _clean_note(message.text)
+    if problem:
+        await message.answer(problem)
+        return
+    data = await state.get_data()
+    await _decide(bot, session, user, roles, state, data["pid"], data["v"], TOLAK, note=reason)
+
+
+@router.message(Review.revision_note, *NOTE_TEXT)
+async def revision_with_note(
+    message: Message, bot: Bot, session: AsyncSession, user: User, roles: Roles, state: FSMContext
+) -> None:
+    note, problem = _clean_note(message.text)
+    if problem:
+        await message.answer(problem)
+        return
+    data = await state.get_data()
+    await _decide(
+        bot, session, user, roles, state, data["pid"], data["v"], MINTA_REVISI, note=note, parts=data.get("parts")
+    )
+
+
+@router.message(StateFilter(Review), Label(BTN_CANCEL))
+async def cancel_label(message: Message, roles: Roles, state: FSMContext) -> None:
+    await state.clear()
+    await message.answer(_("Cancelled. Nothing was saved."), reply_markup=main_menu(roles))
+
+
+@router.message(Review.approve_note, ~F.text)
+async def approve_note_wrong(message: Message) -> None:
+    await message.answer(_("Please type the note as text, or press “Approve without a note”."))
+
+
+@router.message(Review.reason, ~F.text)
+async def reason_wrong(message: Message) -> None:
+    await message.answer(_("Please type the reason for rejecting as text, or /batal to stop."))
+
+
+@router.message(Review.revision_note, ~F.text)
+async def revision_note_wrong(message: Message) -> None:
+    await message.answer(_("Please type the note as text, or /batal to stop."))
+
+
+@router.message(Review.parts, ~F.text.startswith("/"), ~Label(*MENU_LABELS))
+async def parts_wrong(message: Message) -> None:
+    await message.answer(_("Please tick the parts with the buttons above, then press Continue (or /batal to stop)."))
+
+
+async def _tell(bot: Bot, chat_id: int, query: CallbackQuery | None, text: str) -> None:
+    if query is not None:
+        await query.answer(text, show_alert=True)
+    else:
+        await bot.send_message(chat_id, text)
+
+
+async def _decide(
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+    proposal_id: int,
+    version: int,
+    action: str,
+    *,
+    note: str | None = None,
+    parts: Sequence[str] | None = None,
+    query: CallbackQuery | None = None,
+) -> None:
+    chat_id = user.id
+    data = await state.get_data()
+    card_id = data.get("card") if data.get("pid") == proposal_id else None
+    prompt_id = _message_id(query) if query is not None else None
+    try:
+        proposal = await review.decide(
+            session, user.id, roles, proposal_id, action, note=note, parts=parts, expected_version=version
+        )
+    except Forbidden:
+        await state.clear()
+        await _tell(bot, chat_id, query, _(OUT_OF_SCOPE))
+        return
+    except review.AlreadyDecided as exc:
+        await state.clear()
+        await _tell(bot, chat_id, query, _not_waiting_text(exc.proposal, user))
+        await _set_card_markup(bot, chat_id, card_id, exc.proposal)
+        await _set_card_markup(bot, chat_id, prompt_id, None)
+        return
+    except StaleVersion:
+        await state.clear()
+        await _tell(bot, chat_id, query, _(STALE_CARD))
+        await _set_card_markup(bot, chat_id, card_id, None)
+        await _set_card_markup(bot, chat_id, prompt_id, None)
+        with suppress(ProposalNotFound):
+            await send_card(bot, chat_id, session, await proposals.get(session, proposal_id))
+        return
+    except review.DecisionIncomplete as exc:
+        # Our dialog always collects what is needed; this is a forged or half-lost dialog.
+        await state.clear()
+        await _tell(
+            bot,
+            chat_id,
+            query,
+            _("Something is missing ({what}). Please start again from the card.").format(
+                what=", ".join(exc.missing + exc.unknown_parts)
+            ),
+        )
+        return
+    except InvalidField:
+        await _tell(bot, chat_id, query, _("Please keep it under {max} characters.").format(max=NOTE_MAX))
+        return
+    except ProposalNotFound:
+        await state.clear()
+        if query is not None:
+            await stale_button(query, session)
+        return
+    await state.clear()
+    verdict = verdict_text(proposal, user)
+    card = await card_text(session, proposal, show_status=False, limit=CARD_LIMIT - len(verdict) - 2)
+    text = f"{card}\n\n{verdict}"
+    if card_id is not None:
+        with suppress(TelegramBadRequest):
+            await bot.edit_message_text(text, chat_id=chat_id, message_id=card_id, reply_markup=None)
+    if query is not None:
+        await query.answer(_("Saved. The Ketua RT has been told."))
+        await _set_card_markup(bot, chat_id, prompt_id, None)
+    code = escape_html(proposal.code or "-")
+    done = {
+        DISETUJUI: _("✅ {code} approved. The Ketua RT has been told."),
+        DITOLAK: _("❌ {code} rejected. The Ketua RT has been told the reason."),
+        PERLU_REVISI: _("🔁 {code} sent back for revision. The Ketua RT has been told what to fix."),
+    }[proposal.status].format(code=code)
+    await bot.send_message(chat_id, done, reply_markup=main_menu(roles))
