@@ -20,12 +20,12 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.config import Settings
+from bot.debounce import Debouncer
 from bot.i18n import LANGUAGES, build_i18n
 from bot.middlewares.context import HandlerTraceMiddleware, UpdateContextMiddleware
 from bot.middlewares.i18n import UserLocaleMiddleware
 from bot.notifier import OutboxSender
 from bot.polling import SafePoller
-from bot.debounce import Debouncer
 from bot.services import programs
 from bot.services.media import LocalMediaStore
 from bot.services.wilayah import ensure_sample_wilayah

@@ -209,3 +209,45 @@ async def test_twenty_rt_heads_send_at_once_get_twenty_codes(tg, launch, sqlite_
     assert codes == [f"{year}-{n:04d}" for n in range(1, 21)]
     async with db(sqlite_url) as s:
         assert await s.scalar(select(func.count(func.distinct(Proposal.code)))) == 20
+
+
+async def test_revision_round_trip_reopens_only_flagged_parts(tg, launch, sqlite_url, db, tmp_path, monkeypatch):
+    import datetime as dt
+
+    from bot.services import review
+
+    monkeypatch.chdir(tmp_path)
+    await launch(sqlite_url)
+    officer = tg.user("Rina", language_code="id")
+    head = tg.user("Budi", language_code="id")
+    await officer.send("/start")
+    await head.send("/start")
+    [rt_id] = await seed_people(db, sqlite_url, officer, [head])
+    pid = await _complete_draft(db, sqlite_url, head.id, rt_id, "Konsumsi 40 kotak x 25rb", "Pelatihan kader")
+    async with db(sqlite_url) as s:
+        p = await svc.submit(s, head.id, pid, None, dt.date.today(), admin_ids=(ADMIN_ID,))
+        code = p.code
+        roles = await users.load_roles(s, officer.id, (ADMIN_ID,))
+        await review.decide(s, officer.id, roles, pid, "minta_revisi", note="Konsumsi terlalu mahal",
+                            parts=["anggaran"])
+    told = await head.wait_message("Konsumsi terlalu mahal", timeout=15)
+    await head.press(t("✏️ Fix it now"), message=told)
+    summary = await head.wait_message(predicate=lambda m: t("📨 Send") in m.button_texts)
+    assert "Konsumsi terlalu mahal" in summary.text and code in summary.text
+    await head.press(t("✏️ Change…"), message=summary)
+    menu = await head.wait_message(predicate=lambda m: t("Budget (RAB)") in m.button_texts)
+    assert t("Location") not in menu.button_texts  # only what the officer flagged
+    await head.press(t("Budget (RAB)"), message=menu)
+    await head.press(t("✏️ Change a line"))
+    await head.press(t("✏️ {n}. {desc}").format(n=1, desc="Konsumsi"))
+    await head.send("Konsumsi 40 kotak x 20rb")
+    await head.wait_message("Rp 800.000")
+    await head.press(t("✅ Done, next"))
+    fresh = await head.wait_message(predicate=lambda m: t("📨 Send") in m.button_texts)
+    await head.press(t("📨 Send"), message=fresh)
+    await head.wait_message(code)
+    async with db(sqlite_url) as s:
+        row = await s.get(Proposal, pid)
+        assert (row.status, row.code, row.total_amount) == ("diajukan", code, 800_000)
+        changes = await review.changes_since_last_submission(s, row)
+        assert (changes["total_before"], changes["total_after"]) == (1_000_000, 800_000)

@@ -10,15 +10,17 @@ from handlers.common import KNOWN_COMMANDS
 
 
 def _handled_commands() -> set[str]:
-    from handlers import admin, errors, registration, start, verification
+    from handlers import admin, errors, proposals, registration, review, start, verification
 
     found: set[str] = set()
-    for module in (start, registration, verification, admin, errors):
-        for observer in (module.router.message,):
-            for handler in observer.handlers:
-                for f in handler.filters or []:
-                    if isinstance(f.callback, Command):
-                        found |= {c if isinstance(c, str) else c.command for c in f.callback.commands}
+    routers = [m.router for m in (start, registration, proposals, review, verification, admin, errors)]
+    while routers:
+        router = routers.pop()
+        routers.extend(router.sub_routers)
+        for handler in router.message.handlers:
+            for f in handler.filters or []:
+                if isinstance(f.callback, Command):
+                    found |= {c if isinstance(c, str) else c.command for c in f.callback.commands}
     return found
 
 
