@@ -120,7 +120,8 @@ async def _officer_appointed(session: AsyncSession, row: Outbox, admin_ids: tupl
 
     return Notice(
         _(
-            "👮 You have been appointed as an officer for {scope}. Use /verifikasi to verify Ketua RT registrations."
+            "👮 You have been appointed as an officer for {scope}. Use /tinjau to review proposals and "
+            "/verifikasi to verify Ketua RT registrations."
         ).format(scope=scope_label(officer)),
         await _menu(session, officer.user_id, admin_ids),
     )

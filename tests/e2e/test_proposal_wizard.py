@@ -64,6 +64,10 @@ async def test_full_wizard_with_album_and_location(db_url, tg, launch, db):
     assert "Rp 3.250.000" in rab.text and "Rp 750.000" in rab.text and "Rp 46.000.000" in rab.text
     await head.send("lima puluh ribu")
     await head.wait_message("50rb")  # amounts in words: asked for digits
+    await head.send("Semen 50 sak x -5000\nSemen 50 sak x 0\nSemen 1 sak x 1e9\nTenda 1 paket x Rp 50.000.000.000")
+    refused = await head.wait_message("-5000")
+    assert all(bad in refused.text for bad in ("x 0", "1e9", "50.000.000.000"))
+    assert "Rp 4.000.000" not in refused.text  # nothing was added
     await head.send("Tukang")  # step by step: description, then how many, then the price
     await head.wait_message("Tukang")
     await head.send("10 hari")
