@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain import budget, rab
-from bot.domain.codes import format_code
+from bot.domain.codes import format_code, parse_code
 from bot.domain.money import DEFAULT_MAX_VALUE
 from bot.domain.permissions import Forbidden
 from bot.domain.workflow import (
@@ -238,6 +238,14 @@ async def get(session: AsyncSession, proposal_id: int) -> Proposal:
     if proposal is None:
         raise ProposalNotFound(proposal_id)
     return proposal
+
+
+async def find_by_code(session: AsyncSession, text: str, prefix: str) -> Proposal | None:
+    """A proposal by its code as people type it: any case, with or without dashes or spaces."""
+    parsed = parse_code(text, prefix)
+    if parsed is None:
+        return None
+    return await repo.by_code(session, prefix, *parsed)
 
 
 async def get_for_rt_head(session: AsyncSession, proposal_id: int, user_id: int, rt_id: int) -> Proposal:

@@ -13,7 +13,7 @@ from contextlib import suppress
 
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
-from aiogram.filters import Command, StateFilter
+from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
@@ -27,10 +27,11 @@ from aiogram.types import (
 from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.config import Settings
 from bot.domain.permissions import Forbidden
 from bot.domain.text import TextError, clean_text, escape_html
 from bot.domain.workflow import DIAJUKAN, DISETUJUI, DITARIK, DITOLAK, MINTA_REVISI, PERLU_REVISI, SETUJUI, TOLAK
-from bot.services import proposals, registration, review
+from bot.services import programs, proposals, registration, review
 from bot.services.media import MediaStore
 from bot.services.proposals import InvalidField, ProposalNotFound, StaleVersion
 from bot.services.users import Roles
@@ -140,8 +141,35 @@ async def send_queue(bot: Bot, chat_id: int, session: AsyncSession, roles: Roles
 
 @router.message(Command("tinjau"))
 @router.message(Label(BTN_REVIEW))
-async def tinjau(message: Message, bot: Bot, session: AsyncSession, roles: Roles, state: FSMContext) -> None:
+async def tinjau(
+    message: Message,
+    bot: Bot,
+    session: AsyncSession,
+    user: User,
+    roles: Roles,
+    state: FSMContext,
+    settings: Settings,
+    command: CommandObject | None = None,
+) -> None:
     await state.clear()
+    if command is not None and command.args and roles.scope is not None:
+        # "/tinjau PRL-2026-0001" (any case, dashes optional) opens that proposal's card.
+        program = await programs.ensure(session, settings, settings.current_fiscal_year())
+        found = await proposals.find_by_code(session, command.args, program.code_prefix)
+        if found is None:
+            await message.answer(
+                _("No proposal has the code {code}. Check it, or open the queue with /tinjau.").format(
+                    code=escape_html(command.args.strip()[:30])
+                )
+            )
+            return
+        try:
+            found = await review.get_in_scope(session, user.id, roles, found.id)
+        except Forbidden:
+            await message.answer(_(OUT_OF_SCOPE))
+            return
+        await send_card(bot, message.chat.id, session, found)
+        return
     await send_queue(bot, message.chat.id, session, roles)
 
 

@@ -131,3 +131,9 @@ async def last_event(session: AsyncSession, proposal_id: int, action: str) -> Pr
 
 async def media_by_sha256(session: AsyncSession, sha256: str) -> Media | None:
     return await session.scalar(select(Media).where(Media.sha256 == sha256))
+
+
+async def by_code(session: AsyncSession, prefix: str, year: int, seq: int) -> Proposal | None:
+    return await session.scalar(
+        select(Proposal).where(Proposal.fiscal_year == year, Proposal.seq == seq, Proposal.code.like(f"{prefix}-%"))
+    )

@@ -308,3 +308,17 @@ async def test_queue_is_paged_oldest_first(tg, launch, sqlite_url, db, tmp_path)
     await officer.press(t("Next ▶"))
     last = await officer.wait_message(t("❌ Reject"))
     assert codes[5] in last.text
+
+
+async def test_officer_opens_a_proposal_by_code_typed_loosely(tg, launch, sqlite_url, db, tmp_path):
+    await launch(sqlite_url)
+    officer = tg.user("Rina", language_code="id")
+    head = tg.user("Budi", language_code="id")
+    await start_chat(officer, head)
+    w = await seed(db, sqlite_url, tmp_path, officer, head)
+    p = await submitted(db, tg, w, "Lampu jalan gang Kenanga")
+    loose = p.code.lower().replace("-", " ")  # "prl 2026 0001"
+    card = await open_card(officer, p.code, f"/tinjau {loose}")
+    assert "Lampu jalan gang Kenanga" in card.text
+    await officer.send("/tinjau PRL-1999-0042")
+    await officer.wait_message("PRL-1999-0042")
