@@ -193,6 +193,7 @@ async def run_bot(settings: Settings) -> None:
             poller.stop()
         sender_task = asyncio.create_task(sender.run(), name="outbox-sender")
         await poller.run()
+        await dp.workflow_data["album_replies"].flush()  # albums still waiting for their one answer
         sender.stop()
         await sender_task
         await dp.emit_shutdown(bot=bot)
