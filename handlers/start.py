@@ -61,7 +61,12 @@ def help_text(roles: Roles) -> str:
             lines.append(_("/daftar — see your Ketua RT registration"))
         else:
             lines.append(_("/daftar — register as Ketua RT"))
+    if KETUA_RT in names:
+        lines.append(_("/usulan — make a new proposal for your RT"))
+        lines.append(_("/draf — continue a draft, or fix a proposal the officer sent back"))
+        lines.append(_("/usulanku — your RT's proposals this year and the remaining ceiling"))
     if PETUGAS in names:
+        lines.append(_("/tinjau — review proposals waiting in your area"))
         lines.append(_("/verifikasi — check and verify Ketua RT registrations"))
     if ADMIN in names:
         lines.append(_("/petugas — appoint or revoke officers"))
