@@ -1,5 +1,5 @@
 """Command line: ``prolita-bot`` (run the bot), ``prolita-bot db upgrade``,
-``prolita-bot import-wilayah FILE.csv``, ``prolita-bot program show|set``."""
+``prolita-bot import-wilayah FILE.csv``, ``prolita-bot program show|set``, ``prolita-bot sandbox``."""
 
 from __future__ import annotations
 
@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     prog.add_argument("--closes", type=date.fromisoformat, help="last day proposals may be sent (YYYY-MM-DD)")
     imp = sub.add_parser("import-wilayah", help="import kecamatan/kelurahan/RT master data from a CSV")
     imp.add_argument("file", type=Path, help="CSV with columns kecamatan,kelurahan,rt")
+    sandbox = sub.add_parser(
+        "sandbox", help="run the bot offline with a fake Telegram and a web chat (demo data; no BOT_TOKEN needed)"
+    )
+    sandbox.add_argument("--port", type=int, default=8080, help="port of the web page (default: 8080)")
+    sandbox.add_argument("--fresh", action="store_true", help="delete the sandbox's data and seed it again")
+    sandbox.add_argument("--dir", default="./sandbox-data", help="folder of its data (default: ./sandbox-data)")
     return p
 
 
@@ -181,6 +187,10 @@ async def _import(settings: Settings, path: Path) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "sandbox":  # self-contained: its own token, database and settings
+        from bot.sandbox import main as sandbox
+
+        return sandbox(args)
     try:
         settings = load_settings()
     except ConfigError as exc:
