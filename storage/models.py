@@ -466,3 +466,96 @@ class CodeSequence(Base):
     prefix: Mapped[str] = mapped_column(String(8), primary_key=True)
     fiscal_year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --- progress reports (pelaksanaan) -----------------------------------------------------------
+
+REPORT_PENDING = "menunggu"
+REPORT_VERIFIED = "terverifikasi"
+REPORT_NEEDS_EVIDENCE = "perlu_bukti"
+MEDIA_FOTO_PROGRES = "foto_progres"
+MEDIA_NOTA = "nota"
+
+
+class ProgressReport(Base):
+    """A Ketua RT's progress report on an approved proposal: percent done, cumulative spending, evidence.
+
+    ``flags`` are the evidence checks computed when the report was made (bot.domain.evidence), kept
+    with the report as a JSON list of ``{"kind", "detail", "media_id"}`` (``media_id`` is None for
+    report-level flags such as ``over_budget``); they are facts about the report at that time, shown
+    to officers, never used to refuse it.
+    """
+
+    __tablename__ = "progress_reports"
+    __table_args__ = (
+        CheckConstraint("percent >= 0 AND percent <= 100", name="percent_range"),
+        CheckConstraint("spent_total >= 0", name="spent_total_nonnegative"),
+        Index("ix_progress_reports_proposal_created", "proposal_id", "created_at"),
+        Index("ix_progress_reports_status_created", "status", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
+    reporter_id: Mapped[int] = mapped_column(BigInteger)
+    percent: Mapped[int] = mapped_column(Integer)
+    note: Mapped[str | None] = mapped_column(Text)
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    spent_total: Mapped[int] = mapped_column(BigInteger, default=0)
+    over_budget_note: Mapped[str | None] = mapped_column(Text)
+    backwards_reason: Mapped[str | None] = mapped_column(Text)
+    flags: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default=REPORT_PENDING)
+    officer_note: Mapped[str | None] = mapped_column(Text)
+    verified_by: Mapped[int | None] = mapped_column(BigInteger)
+    verified_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    proposal: Mapped[Proposal] = relationship(lazy="joined")
+    media: Mapped[list[ProgressMedia]] = relationship(
+        back_populates="report",
+        order_by="[ProgressMedia.kind, ProgressMedia.position, ProgressMedia.id]",
+        lazy="selectin",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
+    )
+
+    def media_of(self, kind: str) -> list[ProgressMedia]:
+        return [m for m in self.media if m.kind == kind]
+
+
+class ProgressMedia(Base):
+    """A site photo (``foto_progres``) or a receipt (``nota``) of a report, with what its EXIF said."""
+
+    __tablename__ = "progress_media"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("progress_reports.id", ondelete="CASCADE"), index=True)
+    media_id: Mapped[int] = mapped_column(ForeignKey("media.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer, default=0)
+    telegram_file_id: Mapped[str | None] = mapped_column(String(255))
+    telegram_file_unique_id: Mapped[str | None] = mapped_column(String(64))
+    exif_taken_at: Mapped[dt.datetime | None] = mapped_column()
+    exif_lat: Mapped[float | None] = mapped_column(Float)
+    exif_lon: Mapped[float | None] = mapped_column(Float)
+    phash: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    report: Mapped[ProgressReport] = relationship(back_populates="media")
+    file: Mapped[Media] = relationship(lazy="joined")
+
+
+class ProposalCompletion(Base):
+    """The close of a proposal (→ selesai): realised amount, unspent remainder, who verified it, when."""
+
+    __tablename__ = "proposal_completions"
+
+    proposal_id: Mapped[int] = mapped_column(
+        ForeignKey("proposals.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    report_id: Mapped[int] = mapped_column(ForeignKey("progress_reports.id"))
+    realised_amount: Mapped[int] = mapped_column(BigInteger)
+    unspent: Mapped[int] = mapped_column(BigInteger)
+    completed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    verified_by: Mapped[int] = mapped_column(BigInteger)
