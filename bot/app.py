@@ -29,7 +29,8 @@ from bot.polling import SafePoller
 from bot.services import programs
 from bot.services.media import LocalMediaStore
 from bot.services.wilayah import ensure_sample_wilayah
-from storage.db import create_engine, create_sessionmaker
+from storage import handled
+from storage.db import begin_write, create_engine, create_sessionmaker
 from storage.fsm import SQLStorage
 from storage.migrate import upgrade
 
@@ -136,6 +137,10 @@ async def prepare_database(settings: Settings) -> tuple[AsyncEngine, async_sessi
         log.info("first start: imported the bundled sample of RTs (%s RTs)", report.rt_created)
     async with sessionmaker() as session:
         await programs.ensure(session, settings, settings.current_fiscal_year())
+        # Telegram keeps an undelivered update for 24 hours: older handled ids can never return.
+        await begin_write(session)
+        await handled.prune(session)
+        await session.commit()
     return engine, sessionmaker
 
 

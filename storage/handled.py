@@ -35,11 +35,6 @@ async def is_handled(session: AsyncSession, update_id: int) -> bool:
     ) is not None
 
 
-async def mark(session: AsyncSession, update_id: int) -> None:
-    """Record an update that had no other effect (e.g. it failed and must not be retried forever)."""
-    session.add(HandledUpdate(update_id=update_id))
-
-
 async def prune(session: AsyncSession, older_than: dt.timedelta = dt.timedelta(days=3)) -> int:
     """Telegram keeps undelivered updates for 24 hours; older ids can never come back."""
     result = await session.execute(delete(HandledUpdate).where(HandledUpdate.handled_at < utcnow() - older_than))

@@ -105,7 +105,7 @@ def local_today(settings: Settings) -> dt.date:
 # --- loading the draft of this dialog ----------------------------------------------------------
 
 
-async def _program(session: AsyncSession, settings: Settings, proposal: Proposal) -> Program:
+async def _program(session: AsyncSession, proposal: Proposal) -> Program:
     return await session.get(Program, proposal.program_id)
 
 
@@ -161,7 +161,7 @@ async def ask(
     await state.set_state(step)
     if proposal.wizard_step != step.state and proposal.status in ("draf", "perlu_revisi"):
         proposal = await svc.update_fields(session, proposal, wizard_step=step.state)
-    program = await _program(session, settings, proposal)
+    program = await _program(session, proposal)
     if step == Usulan.kategori:
         buttons = [_button(c.name, "cat", proposal, c.code) for c in program.categories]
         await message.answer(_("Which <b>category</b> is this proposal?"), reply_markup=_inline(*chunk(buttons, 1)))
@@ -371,8 +371,6 @@ async def open_proposal(
         step = Usulan.ringkasan
     else:
         step = BY_NAME.get(proposal.wizard_step or "", Usulan.kategori)
-        if step == Usulan.rab and proposal.lines:
-            step = Usulan.rab
     await ask(step, message, state, session, proposal, settings)
 
 
@@ -484,16 +482,19 @@ async def category_chosen(
     if proposal is None:
         return
     try:
-        proposal = await svc.update_fields(session, proposal, category_code=callback_data.arg, actor_id=user.id)
+        following = next_step(Usulan.kategori, (await state.get_data()).get("part"))
+        proposal = await svc.update_fields(
+            session, proposal, category_code=callback_data.arg, actor_id=user.id, wizard_step=following.state
+        )
     except svc.InvalidField:
         await stale_button(query, session)
         return
-    program = await _program(session, settings, proposal)
+    program = await _program(session, proposal)
     await query.answer()
     await query.message.edit_text(
         _("Category: <b>{name}</b>").format(name=escape_html(render.category_name(program, proposal.category_code)))
     )
-    await advance(query.message, state, session, proposal, settings, Usulan.kategori)
+    await ask(following, query.message, state, session, proposal, settings)
 
 
 async def _save_text(
@@ -510,8 +511,12 @@ async def _save_text(
     if proposal is None:
         await lost(message, state, roles)
         return
+    following = next_step(step, (await state.get_data()).get("part"))
     try:
-        proposal = await svc.update_fields(session, proposal, actor_id=user.id, **{field: message.text})
+        # The answer and the step the draft is now at, in one write.
+        proposal = await svc.update_fields(
+            session, proposal, actor_id=user.id, wizard_step=following.state, **{field: message.text}
+        )
     except svc.InvalidField as exc:
         if exc.reason == "too_long":
             await message.answer(_("That is too long: at most {max} characters, please.").format(max=exc.maximum))
@@ -523,7 +528,7 @@ async def _save_text(
     except svc.NotEditable:
         await message.answer(_("This part cannot be changed now."))
         return
-    await advance(message, state, session, proposal, settings, step)
+    await ask(following, message, state, session, proposal, settings)
 
 
 @router.message(Usulan.judul, F.text)
@@ -589,7 +594,7 @@ async def skip_location(
     if proposal is None:
         return
     current = BY_NAME[await state.get_state()]
-    program = await _program(session, settings, proposal)
+    program = await _program(session, proposal)
     physical = next((c.is_physical for c in program.categories if c.code == proposal.category_code), False)
     if current == Usulan.lokasi and physical and proposal.latitude is None:
         await query.answer(_("For physical work the location is required."), show_alert=True)
@@ -711,7 +716,7 @@ async def rab_lines_given(
             return
         added.append(text)
     proposal = await svc.get(session, proposal.id)
-    program = await _program(session, settings, proposal)
+    program = await _program(session, proposal)
     remaining = await remaining_for(session, proposal, program)
     lines = []
     if added:
@@ -996,7 +1001,7 @@ async def send(
     proposal = await _current(query, callback_data, state, session, user, roles)
     if proposal is None:
         return
-    program = await _program(session, settings, proposal)
+    program = await _program(session, proposal)
     try:
         proposal = await svc.submit(
             session, user.id, proposal.id, callback_data.v, local_today(settings), admin_ids=settings.admin_ids

@@ -537,42 +537,26 @@ def _clean_note(text: str | None) -> tuple[str | None, str | None]:
         return None, _("Please type the text, or /batal to stop.")
 
 
-@router.message(Review.approve_note, *NOTE_TEXT)
-async def approve_with_note(
+# The text an officer types after choosing a decision: a note, the reason, or the revision note.
+TYPED_DECISION = {
+    Review.approve_note.state: SETUJUI,
+    Review.reason.state: TOLAK,
+    Review.revision_note.state: MINTA_REVISI,
+}
+
+
+@router.message(StateFilter(Review.approve_note, Review.reason, Review.revision_note), *NOTE_TEXT)
+async def decision_with_text(
     message: Message, bot: Bot, session: AsyncSession, user: User, roles: Roles, state: FSMContext
 ) -> None:
-    note, problem = _clean_note(message.text)
+    text, problem = _clean_note(message.text)
     if problem:
         await message.answer(problem)
         return
+    action = TYPED_DECISION[await state.get_state()]
     data = await state.get_data()
-    await _decide(bot, session, user, roles, state, data["pid"], data["v"], SETUJUI, note=note)
-
-
-@router.message(Review.reason, *NOTE_TEXT)
-async def reject_with_reason(
-    message: Message, bot: Bot, session: AsyncSession, user: User, roles: Roles, state: FSMContext
-) -> None:
-    reason, problem = _clean_note(message.text)
-    if problem:
-        await message.answer(problem)
-        return
-    data = await state.get_data()
-    await _decide(bot, session, user, roles, state, data["pid"], data["v"], TOLAK, note=reason)
-
-
-@router.message(Review.revision_note, *NOTE_TEXT)
-async def revision_with_note(
-    message: Message, bot: Bot, session: AsyncSession, user: User, roles: Roles, state: FSMContext
-) -> None:
-    note, problem = _clean_note(message.text)
-    if problem:
-        await message.answer(problem)
-        return
-    data = await state.get_data()
-    await _decide(
-        bot, session, user, roles, state, data["pid"], data["v"], MINTA_REVISI, note=note, parts=data.get("parts")
-    )
+    parts = data.get("parts") if action == MINTA_REVISI else None
+    await _decide(bot, session, user, roles, state, data["pid"], data["v"], action, note=text, parts=parts)
 
 
 @router.message(StateFilter(Review), Label(BTN_CANCEL))
