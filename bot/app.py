@@ -60,7 +60,13 @@ def build_storage(
 
 
 def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> Dispatcher:
-    from handlers import admin, common, errors, proposals, registration, review, start, verification
+    from handlers import admin, common, errors, proposals, public, registration, review, start, verification
+    from handlers import aspirations as aspirations_handlers
+    from handlers import follow as follow_handlers
+    from handlers import privacy as privacy_handlers
+    from handlers import votes as votes_handlers
+    from handlers.progress import report as progress_report
+    from handlers.progress import verify as progress_verify
 
     common.configure(settings.timezone)
 
@@ -83,9 +89,16 @@ def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncS
         start.router,
         registration.router,
         proposals.router,
+        progress_report.router,
         review.router,
+        progress_verify.router,
         verification.router,
         admin.router,
+        public.router,
+        aspirations_handlers.router,
+        privacy_handlers.router,
+        follow_handlers.router,
+        votes_handlers.router,
         errors.router,
     )
     return dp
@@ -100,6 +113,16 @@ def command_menu(roles: str = "default") -> list[tuple[str, str]]:
         ("usulan", N_("New proposal (Ketua RT)")),
         ("draf", N_("My drafts and proposals to revise")),
         ("usulanku", N_("My proposals this year")),
+        ("progres", N_("Report work progress (Ketua RT)")),
+        ("cek", N_("Check a proposal by its code")),
+        ("jelajah", N_("Browse the proposals of an RT")),
+        ("ikuti", N_("Follow an RT or a proposal")),
+        ("aspirasi", N_("Ideas for the RT (send / read)")),
+        ("musyawarah", N_("Musyawarah vote (Ketua RT)")),
+        ("pengaturan", N_("Notice settings and quiet hours")),
+        ("berhenti", N_("Stop following")),
+        ("dataku", N_("See the data stored about me")),
+        ("hapusdata", N_("Delete my data")),
         ("daftar", N_("Register as Ketua RT")),
         ("bantuan", N_("What can I do here?")),
         ("bahasa", N_("Change the language")),
@@ -109,6 +132,7 @@ def command_menu(roles: str = "default") -> list[tuple[str, str]]:
         base[1:1] = [
             ("tinjau", N_("Review submitted proposals")),
             ("verifikasi", N_("Verify Ketua RT registrations")),
+            ("verifikasi_progres", N_("Verify progress reports")),
             ("petugas", N_("Appoint or revoke officers")),
         ]
     return base
@@ -170,6 +194,9 @@ async def run_bot(settings: Settings) -> None:
     bot = build_bot(settings)
     dp = build_dispatcher(settings, sessionmaker, i18n)
     sender = OutboxSender(bot, sessionmaker, i18n, settings.admin_ids)
+    from bot.services.votes import VoteCloser
+
+    closer = VoteCloser(sessionmaker)  # closes due musyawarah votes (until the scheduler does it)
     poller: SafePoller | None = None
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -181,6 +208,7 @@ async def run_bot(settings: Settings) -> None:
             if poller is not None:
                 poller.stop()
             sender.stop()
+            closer.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with suppress(NotImplementedError):
@@ -197,10 +225,13 @@ async def run_bot(settings: Settings) -> None:
         if stopping.is_set():
             poller.stop()
         sender_task = asyncio.create_task(sender.run(), name="outbox-sender")
+        closer_task = asyncio.create_task(closer.run(), name="vote-closer")  # also runs once at start-up
         await poller.run()
         await dp.workflow_data["album_replies"].flush()  # albums still waiting for their one answer
         sender.stop()
+        closer.stop()
         await sender_task
+        await closer_task
         await dp.emit_shutdown(bot=bot)
     finally:
         await dp.storage.close()

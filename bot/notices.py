@@ -13,13 +13,25 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.money import format_rupiah
 from bot.domain.text import escape_html
-from bot.services import proposals, users
+from bot.services import progress, proposals, users
 from handlers.common import main_menu, rt_place
+from handlers.progress.callbacks import ProgCb
+from handlers.progress.verify_render import VerifyProgressCb
 from handlers.proposals.callbacks import PropCb
 from handlers.review.callbacks import ReviewCb
 from handlers.review.render import parts_label
 from handlers.verification import VerifyCb
-from storage.models import Officer, Outbox, Proposal, ProposalEvent, RTHead
+from storage.models import (
+    REPORT_NEEDS_EVIDENCE,
+    REPORT_PENDING,
+    REPORT_VERIFIED,
+    Officer,
+    Outbox,
+    ProgressReport,
+    Proposal,
+    ProposalEvent,
+    RTHead,
+)
 
 
 @dataclass
@@ -226,9 +238,7 @@ async def _proposal_rejected(session: AsyncSession, row: Outbox, admin_ids: tupl
 
 
 @renderer("proposal.revision_requested")
-async def _proposal_revision_requested(
-    session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]
-) -> Notice | None:
+async def _proposal_revision_requested(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
     found = await _proposal_event(session, row)
     if found is None:
         return None
@@ -247,3 +257,96 @@ async def _proposal_revision_requested(
         ]
     )
     return Notice(text, kb)
+
+
+# --- progress reports: officers are told of new reports, RT heads of the verification --------------
+
+
+async def _report_of(session: AsyncSession, row: Outbox) -> ProgressReport | None:
+    report = await session.get(ProgressReport, row.payload.get("report_id"))
+    if report is None or report.proposal_id != row.payload.get("proposal_id"):
+        return None
+    return report
+
+
+@renderer(progress.NOTICE_REPORTED)
+async def _progress_reported(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
+    report = await _report_of(session, row)
+    if report is None or report.status != REPORT_PENDING:
+        return None  # already verified (or more evidence asked): nothing to check any more
+    proposal = report.proposal
+    text = _("📸 New progress report on <b>{code}</b> from {place} ({title}): <b>{percent}%</b>.").format(
+        **_what(proposal), percent=report.percent
+    )
+    flags = len(report.flags or ())
+    if flags:
+        text += "\n" + _("🚩 {count} evidence check(s) to look at.").format(count=flags)
+    text += "\n" + _("Please check it in /verifikasi_progres.")
+    kb = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=_("🔎 Check the report"), callback_data=VerifyProgressCb(action="open", id=report.id).pack()
+                )
+            ]
+        ]
+    )
+    return Notice(text, kb)
+
+
+@renderer(progress.NOTICE_MORE_EVIDENCE)
+async def _progress_more_evidence(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
+    report = await _report_of(session, row)
+    if report is None or report.status != REPORT_NEEDS_EVIDENCE:
+        return None
+    proposal = report.proposal
+    text = _(
+        "📝 The kelurahan asks for more evidence on your progress report for <b>{code}</b> ({title}, {percent}%).\n"
+        "Officer's note: {note}\n\n"
+        "Please send a new progress report with the extra photos or receipts."
+    ).format(
+        **_what(proposal),
+        percent=report.percent,
+        note=escape_html(row.payload.get("note") or report.officer_note or "-"),
+    )
+    kb = None
+    if proposal.status in progress.REPORTABLE:
+        kb = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(
+                        text=_("📈 Send a new report"), callback_data=ProgCb(action="start", id=proposal.id).pack()
+                    )
+                ]
+            ]
+        )
+    return Notice(text, kb)
+
+
+@renderer(progress.NOTICE_VERIFIED)
+async def _progress_verified(session: AsyncSession, row: Outbox, admin_ids: tuple[int, ...]) -> Notice | None:
+    report = await _report_of(session, row)
+    if report is None or report.status != REPORT_VERIFIED:
+        return None
+    proposal = report.proposal
+    if row.payload.get("completed"):
+        completion = await progress.completion_of(session, proposal.id)
+        if completion is None:
+            return None
+        text = _(
+            "🏁 Your proposal <b>{code}</b> ({title}) is now completed: the kelurahan has verified the 100% report.\n"
+            "Realised: {realised} of {amount}. Unspent: {unspent}.\n\nThank you for your work!"
+        ).format(
+            **_what(proposal),
+            realised=format_rupiah(completion.realised_amount),
+            unspent=format_rupiah(completion.unspent),
+        )
+        return Notice(text)
+    text = _(
+        "✅ Your progress report on <b>{code}</b> ({title}, {percent}%) has been verified by the kelurahan."
+    ).format(**_what(proposal), percent=report.percent)
+    return Notice(text)
+
+
+# Renderers of other features register themselves on import.
+from bot import notices_aspirations, notices_follow, notices_votes  # noqa: E402,F401

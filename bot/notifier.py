@@ -6,6 +6,12 @@ marked ``sent`` right after, so a restart never sends a delivered row twice; a r
 possible, and only if the crash fell between Telegram accepting the message and our commit).
 Transient errors back off; ``retry_after`` from a 429 pauses the whole sender as Telegram asks;
 a user who blocked the bot is marked and not retried.
+
+A rendered notice is usually text (``notices.Notice``: ``send_message``). A notice may instead
+bring its own ``deliver(bot, chat_id)`` coroutine (e.g. a native poll, or stopping one; see
+``bot/notices_votes.py``) and a ``record(session, sent)`` coroutine: it runs in the transaction
+that marks the row sent, so what Telegram returned (a poll's id) is stored exactly when the row
+is marked delivered.
 """
 
 from __future__ import annotations
@@ -13,7 +19,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -137,8 +144,12 @@ class OutboxSender:
         if notice is None:
             await self._finish(row.id, status=OUTBOX_SENT, error="obsolete; not sent")
             return
+        deliver = getattr(notice, "deliver", None)
         try:
-            await self.bot.send_message(row.chat_id, notice.text, reply_markup=notice.reply_markup)
+            if deliver is not None:
+                sent: Any = await deliver(self.bot, row.chat_id)
+            else:
+                sent = await self.bot.send_message(row.chat_id, notice.text, reply_markup=notice.reply_markup)
         except TelegramRetryAfter as exc:
             log.warning("429 from Telegram: pausing the outbox for %ss", exc.retry_after)
             await self._finish(row.id, status=OUTBOX_PENDING, error="429", delay=exc.retry_after, undo_attempt=True)
@@ -158,13 +169,30 @@ class OutboxSender:
             else:
                 await self._finish(row.id, status=OUTBOX_PENDING, error=str(exc), delay=min(2**row.attempts, 600))
             return
-        await self._finish(row.id, status=OUTBOX_SENT, error=None)
+        record = getattr(notice, "record", None)
+        on_sent = None if record is None else (lambda session: record(session, sent))
+        await self._finish(row.id, status=OUTBOX_SENT, error=None, on_sent=on_sent)
 
     async def _finish(
-        self, row_id: int, *, status: str, error: str | None, delay: float = 0, undo_attempt: bool = False
+        self,
+        row_id: int,
+        *,
+        status: str,
+        error: str | None,
+        delay: float = 0,
+        undo_attempt: bool = False,
+        on_sent: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
         async with self.sessionmaker() as session:
             await begin_write(session)
+            if on_sent is not None:
+                try:
+                    await on_sent(session)
+                except Exception as exc:  # delivered all the same: never send it twice
+                    log.exception("outbox %s sent, but recording what was sent failed", row_id)
+                    await session.rollback()
+                    await begin_write(session)
+                    error = f"record: {exc!r}"
             values: dict[str, object] = {"status": status, "last_error": error}
             if status == OUTBOX_SENT:
                 values["sent_at"] = utcnow()

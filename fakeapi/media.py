@@ -166,6 +166,39 @@ def make_ogg_voice(duration: int = 2) -> bytes:
     return header + b"OggS" + b"\x00" * (200 * max(1, duration))
 
 
+def make_scene_jpeg(
+    seed: int,
+    *,
+    taken_at: datetime | str | None = None,
+    gps: tuple[float, float] | None = None,
+    width: int = 480,
+    height: int = 360,
+) -> bytes:
+    """A JPEG of a scene of its own: a distinct perceptual hash per ``seed`` (``make_jpeg`` images all
+    look alike to a perceptual hash), with ``make_jpeg``'s EXIF capture time and GPS."""
+    import io
+    import random
+
+    from PIL import Image, ImageDraw
+
+    rnd = random.Random(seed)
+    image = Image.new("RGB", (width, height), (rnd.randrange(256),) * 3)
+    draw = ImageDraw.Draw(image)
+    for _ in range(14):
+        x, y = rnd.randrange(width - 20), rnd.randrange(height - 20)
+        draw.rectangle(
+            (x, y, x + rnd.randrange(10, width // 3), y + rnd.randrange(10, height // 3)),
+            fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)),
+        )
+    exif = Image.open(io.BytesIO(make_jpeg(16, 16, taken_at=taken_at, gps=gps))).info.get("exif")
+    buf = io.BytesIO()
+    if exif:
+        image.save(buf, "JPEG", quality=85, exif=exif)
+    else:
+        image.save(buf, "JPEG", quality=85)
+    return buf.getvalue()
+
+
 def make_pdf(text: str = "Prolita test document") -> bytes:
     """A tiny, valid one-page PDF."""
     content = f"BT /F1 18 Tf 50 750 Td ({text}) Tj ET".encode("latin-1", "replace")

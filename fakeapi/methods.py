@@ -765,8 +765,8 @@ class BotApi:
             if utf16_len(text) > 100:
                 raise bad_request("poll options length must not exceed 100")
             parsed_options.append((text, entities))
-        if len(parsed_options) < 2:
-            raise bad_request("poll must have at least 2 option")
+        if not parsed_options:  # the spec (Bot API 9.x): 1-12 answer options
+            raise bad_request("poll must have at least 1 option")
         if len(parsed_options) > 12:
             raise bad_request("poll can't have more than 12 options")
         poll_type = p.get_str("type") or "regular"
@@ -804,7 +804,7 @@ class BotApi:
             "is_anonymous": is_anonymous,
             "type": poll_type,
             "allows_multiple_answers": poll_type == "regular" and p.get_bool("allows_multiple_answers"),
-            "allows_revoting": poll_type == "regular",
+            "allows_revoting": p.get_bool("allows_revoting") if p.has("allows_revoting") else poll_type == "regular",
             "members_only": False,
         }
         if question_entities:

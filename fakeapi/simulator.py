@@ -642,8 +642,12 @@ class SimUser:
 
     async def vote(
         self, option_ids: Sequence[int], *, message: ChatMessage | None = None, bot: BotRef = None
-    ) -> None:
-        """Vote in the bot's latest poll (or ``message``'s); [] retracts the vote."""
+    ) -> bool:
+        """Vote in the bot's latest poll (or ``message``'s); [] retracts the vote.
+
+        Like a Telegram client: the same choice again (or retracting when there is no vote) changes
+        nothing and sends the bot nothing (returns False); a closed poll raises ValueError. A change
+        sends the bot a ``poll`` update and, for a non-anonymous poll, a ``poll_answer`` update."""
         conv = self.chat(bot)
         if message is None:
             message = next(
@@ -656,14 +660,18 @@ class SimUser:
         if state is None:
             raise LookupError("unknown poll")
         poll = state.data
+        if not poll["is_closed"] and poll.get("close_date") and time.time() >= poll["close_date"]:
+            poll["is_closed"] = True  # closed by its close_date / open_period
         if poll["is_closed"]:
             raise ValueError("the poll is closed")
-        options = list(option_ids)
+        options = sorted(set(option_ids))
         if len(options) > 1 and not poll["allows_multiple_answers"]:
             raise ValueError("this poll allows only one answer")
         if any(not 0 <= i < len(poll["options"]) for i in options):
             raise ValueError("no such option")
         previous = state.votes.get(self.id, [])
+        if options == previous:
+            return False  # nothing changed: Telegram sends no update
         if previous and not poll.get("allows_revoting", True):
             raise ValueError("this poll does not allow changing the vote")
         for index in previous:
@@ -692,6 +700,7 @@ class SimUser:
                 },
             )
         await asyncio.sleep(0)
+        return True
 
     # ------------------------------------------------------------------------------- blocking
 

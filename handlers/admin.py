@@ -17,7 +17,16 @@ from bot.domain.permissions import Forbidden, Scope
 from bot.domain.text import escape_html
 from bot.services import officers
 from bot.services.users import Roles
-from handlers.common import BTN_OFFICERS, Label, cancel_row, chunk, drop_buttons, stale_button
+from handlers.common import (
+    BTN_OFFICERS,
+    NOT_FOR_STEP,
+    TEXT_ANSWER,
+    Label,
+    cancel_row,
+    chunk,
+    drop_buttons,
+    stale_button,
+)
 from storage.models import SCOPE_KECAMATAN, SCOPE_KELURAHAN, SCOPE_KOTA, Officer, User
 from storage.repositories import wilayah
 
@@ -189,7 +198,7 @@ async def appoint_contact(message: Message, state: FSMContext) -> None:
     await _ask_scope(message, state)
 
 
-@router.message(Appoint.who, F.text)
+@router.message(Appoint.who, *TEXT_ANSWER)
 async def appoint_id(message: Message, state: FSMContext) -> None:
     text = message.text.strip()
     if not text.isdigit() or not 0 < int(text) < 2**53:
@@ -201,7 +210,7 @@ async def appoint_id(message: Message, state: FSMContext) -> None:
     await _ask_scope(message, state)
 
 
-@router.message(Appoint.who)
+@router.message(Appoint.who, *NOT_FOR_STEP)
 async def appoint_who_wrong(message: Message) -> None:
     await message.answer(_("Send a Telegram user id (a number) or share a contact, or /batal to stop."))
 
@@ -321,9 +330,9 @@ async def appoint_kelurahan(
     await _finish(query, state, session, user, settings, roles, Scope(SCOPE_KELURAHAN, kel.kecamatan_id, kel.id))
 
 
-@router.message(Appoint.scope)
-@router.message(Appoint.kecamatan)
-@router.message(Appoint.kelurahan)
+@router.message(Appoint.scope, *NOT_FOR_STEP)
+@router.message(Appoint.kecamatan, *NOT_FOR_STEP)
+@router.message(Appoint.kelurahan, *NOT_FOR_STEP)
 async def appoint_use_buttons(message: Message) -> None:
     await message.answer(_("Please choose by tapping one of the buttons above, or type /batal to stop."))
 

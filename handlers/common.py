@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from aiogram import F
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
@@ -21,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import ADMIN, KETUA_RT, PETUGAS
 from bot.domain.text import escape_html
-from bot.domain.timefmt import format_datetime
+from bot.domain.timefmt import format_datetime, format_short_date
 from bot.services import audit
 from bot.services.users import Roles
 from storage.models import RT
@@ -43,9 +44,42 @@ BTN_NEW_PROPOSAL = N_("📄 New proposal")
 BTN_DRAFTS = N_("🗂 My drafts")
 BTN_MY_PROPOSALS = N_("📋 My proposals")
 BTN_REVIEW = N_("🔎 Review proposals")
+BTN_PROGRESS = N_("📈 Report progress")
+BTN_VERIFY_PROGRESS = N_("📸 Verify progress")
+BTN_CHECK_CODE = N_("🔍 Check a proposal")
+BTN_BROWSE = N_("🗺 Browse RTs")
+BTN_FOLLOW = N_("🔔 Follow an RT")
+BTN_SETTINGS = N_("⚙️ Notice settings")
+BTN_SEND_IDEA = N_("💡 Send an idea to my RT")
+BTN_IDEAS_INBOX = N_("💡 Residents' ideas")
+BTN_VOTE = N_("🗳 Musyawarah vote")
 BTN_CANCEL = N_("✖️ Cancel")
 BTN_BACK = N_("⬅️ Back")
 BTN_SHARE_PHONE = N_("📱 Send my phone number")
+
+# Every menu label: typed while a dialog waits for free text, they are not that text.
+MENU_LABELS = (
+    BTN_REGISTER,
+    BTN_REG_STATUS,
+    BTN_HELP,
+    BTN_LANGUAGE,
+    BTN_VERIFY,
+    BTN_OFFICERS,
+    BTN_NEW_PROPOSAL,
+    BTN_DRAFTS,
+    BTN_MY_PROPOSALS,
+    BTN_REVIEW,
+    BTN_PROGRESS,
+    BTN_VERIFY_PROGRESS,
+    BTN_CHECK_CODE,
+    BTN_BROWSE,
+    BTN_FOLLOW,
+    BTN_SETTINGS,
+    BTN_SEND_IDEA,
+    BTN_IDEAS_INBOX,
+    BTN_VOTE,
+    BTN_BACK,
+)
 
 
 class Label(Filter):
@@ -67,6 +101,12 @@ class Label(Filter):
         return False
 
 
+# Filters of a dialog step that takes free text: a command or a menu button typed there is not the
+# answer (its own handler runs instead, e.g. /progres in the middle of /usulan).
+TEXT_ANSWER = (F.text, ~F.text.startswith("/"), ~Label(*MENU_LABELS))
+# The same for a step's fallback ("please send a photo"): commands and menu buttons pass through.
+NOT_FOR_STEP = (~F.text.startswith("/"), ~Label(*MENU_LABELS))
+
 # Every command some router handles; anything else is answered as unknown (handlers/errors.py).
 KNOWN_COMMANDS = frozenset(
     {
@@ -84,6 +124,17 @@ KNOWN_COMMANDS = frozenset(
         "draf",
         "usulanku",
         "tinjau",
+        "progres",
+        "verifikasi_progres",
+        "cek",
+        "jelajah",
+        "ikuti",
+        "berhenti",
+        "pengaturan",
+        "aspirasi",
+        "musyawarah",
+        "dataku",
+        "hapusdata",
     }
 )
 
@@ -111,10 +162,12 @@ def main_menu(roles: Roles | None) -> ReplyKeyboardMarkup:
     names = roles.names if roles else set()
     rows: list[list[KeyboardButton]] = []
     if KETUA_RT in names:
-        rows.append([KeyboardButton(text=_(BTN_NEW_PROPOSAL))])
+        rows.append([KeyboardButton(text=_(BTN_NEW_PROPOSAL)), KeyboardButton(text=_(BTN_PROGRESS))])
         rows.append([KeyboardButton(text=_(BTN_DRAFTS)), KeyboardButton(text=_(BTN_MY_PROPOSALS))])
+        rows.append([KeyboardButton(text=_(BTN_IDEAS_INBOX)), KeyboardButton(text=_(BTN_VOTE))])
     if PETUGAS in names:
         rows.append([KeyboardButton(text=_(BTN_REVIEW)), KeyboardButton(text=_(BTN_VERIFY))])
+        rows.append([KeyboardButton(text=_(BTN_VERIFY_PROGRESS))])
     if ADMIN in names:
         rows.append([KeyboardButton(text=_(BTN_OFFICERS))])
     if KETUA_RT not in names and PETUGAS not in names:
@@ -122,6 +175,9 @@ def main_menu(roles: Roles | None) -> ReplyKeyboardMarkup:
             rows.append([KeyboardButton(text=_(BTN_REG_STATUS))])
         else:
             rows.append([KeyboardButton(text=_(BTN_REGISTER))])
+        rows.append([KeyboardButton(text=_(BTN_CHECK_CODE)), KeyboardButton(text=_(BTN_BROWSE))])
+        rows.append([KeyboardButton(text=_(BTN_SEND_IDEA)), KeyboardButton(text=_(BTN_FOLLOW))])
+        rows.append([KeyboardButton(text=_(BTN_SETTINGS))])
     rows.append([KeyboardButton(text=_(BTN_HELP)), KeyboardButton(text=_(BTN_LANGUAGE))])
     return ReplyKeyboardMarkup(keyboard=rows, resize_keyboard=True, is_persistent=True)
 
@@ -170,6 +226,13 @@ def configure(timezone: str) -> None:
 def when(value: dt.datetime) -> str:
     """A stored UTC time as users read it: ``Senin, 27 April 2026 14.05 WITA``."""
     return format_datetime(value, _display_tz)
+
+
+def short_day(value: dt.datetime) -> str:
+    """The local date of a stored UTC time, compact for timelines: ``27 Apr 2026``."""
+    from zoneinfo import ZoneInfo
+
+    return format_short_date(value.astimezone(ZoneInfo(_display_tz)).date())
 
 
 def chunk(items: list[Any], size: int) -> list[list[Any]]:

@@ -31,6 +31,8 @@ from handlers.common import (
     BTN_REG_STATUS,
     BTN_REGISTER,
     BTN_SHARE_PHONE,
+    NOT_FOR_STEP,
+    TEXT_ANSWER,
     Label,
     NavCb,
     chunk,
@@ -265,7 +267,7 @@ async def consent_answer(
     await ask(Reg.name, query.message, state, session, settings)
 
 
-@router.message(Reg.consent)
+@router.message(Reg.consent, *NOT_FOR_STEP)
 async def consent_wrong(message: Message) -> None:
     await message.answer(_("Please tap <b>✅ I agree</b> or <b>✖️ I do not agree</b> on the message above."))
 
@@ -273,7 +275,7 @@ async def consent_wrong(message: Message) -> None:
 # --- name ---------------------------------------------------------------------------------------
 
 
-@router.message(Reg.name, F.text)
+@router.message(Reg.name, *TEXT_ANSWER)
 async def name_given(message: Message, state: FSMContext, session: AsyncSession, settings: Settings) -> None:
     try:
         name = clean_text(message.text, 120)
@@ -286,7 +288,7 @@ async def name_given(message: Message, state: FSMContext, session: AsyncSession,
     await ask(Reg.phone, message, state, session, settings)
 
 
-@router.message(Reg.name)
+@router.message(Reg.name, *NOT_FOR_STEP)
 async def name_wrong(message: Message) -> None:
     await message.answer(_("Please type your full name as text, e.g. <i>Budi Santoso</i>."))
 
@@ -309,7 +311,7 @@ async def phone_given(message: Message, state: FSMContext, session: AsyncSession
     await ask(Reg.kecamatan, message, state, session, settings)
 
 
-@router.message(Reg.phone)
+@router.message(Reg.phone, *NOT_FOR_STEP)
 async def phone_wrong(message: Message) -> None:
     await message.answer(
         _(
@@ -373,7 +375,7 @@ async def rt_button(
     await _rt_chosen(query.message, rt.id, state, session, settings)
 
 
-@router.message(Reg.rt, F.text)
+@router.message(Reg.rt, *TEXT_ANSWER)
 async def rt_typed(message: Message, state: FSMContext, session: AsyncSession, settings: Settings) -> None:
     data = await state.get_data()
     number = parse_rt_number(message.text)
@@ -389,7 +391,7 @@ async def rt_typed(message: Message, state: FSMContext, session: AsyncSession, s
     await _rt_chosen(message, rt.id, state, session, settings)
 
 
-@router.message(StateFilter(Reg.kecamatan, Reg.kelurahan, Reg.rt, Reg.confirm))
+@router.message(StateFilter(Reg.kecamatan, Reg.kelurahan, Reg.rt, Reg.confirm), *NOT_FOR_STEP)
 async def choose_with_buttons(message: Message) -> None:
     await message.answer(_("Please choose by tapping one of the buttons above, or type /batal to stop."))
 

@@ -65,11 +65,22 @@ def help_text(roles: Roles) -> str:
         lines.append(_("/usulan — make a new proposal for your RT"))
         lines.append(_("/draf — continue a draft, or fix a proposal the officer sent back"))
         lines.append(_("/usulanku — your RT's proposals this year and the remaining ceiling"))
+        lines.append(_("/progres — report the progress of approved work, with photos and spending"))
+        lines.append(_("/aspirasi — read the ideas residents sent to your RT"))
+        lines.append(_("/musyawarah — let the RT's followers vote on candidate ideas"))
     if PETUGAS in names:
         lines.append(_("/tinjau — review proposals waiting in your area"))
         lines.append(_("/verifikasi — check and verify Ketua RT registrations"))
+        lines.append(_("/verifikasi_progres — check progress reports and their photos"))
     if ADMIN in names:
         lines.append(_("/petugas — appoint or revoke officers"))
+    lines.append(_("/cek — check any proposal by its code"))
+    lines.append(_("/jelajah — browse the proposals of every RT"))
+    if KETUA_RT not in names:
+        lines.append(_("/aspirasi — send an idea to your RT head"))
+    lines.append(_("/ikuti — follow an RT or a proposal; /berhenti — stop following"))
+    lines.append(_("/pengaturan — which notices you get, and quiet hours"))
+    lines.append(_("/dataku — what is stored about you; /hapusdata — delete it"))
     lines.append(_("/bahasa — change the language"))
     lines.append(_("/batal — stop what you are doing"))
     lines.append(_("/bantuan — this help"))

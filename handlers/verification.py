@@ -15,7 +15,17 @@ from bot.domain.permissions import Forbidden
 from bot.domain.text import TextError, clean_text, escape_html
 from bot.services import registration
 from bot.services.users import Roles
-from handlers.common import BTN_VERIFY, Label, cancel_row, drop_buttons, main_menu, rt_place, when
+from handlers.common import (
+    BTN_VERIFY,
+    NOT_FOR_STEP,
+    TEXT_ANSWER,
+    Label,
+    cancel_row,
+    drop_buttons,
+    main_menu,
+    rt_place,
+    when,
+)
 from storage.models import RTHead, User
 
 router = Router(name=__name__)
@@ -184,7 +194,7 @@ async def reject_ask_reason(
     )
 
 
-@router.message(Verify.reason, F.text)
+@router.message(Verify.reason, *TEXT_ANSWER)
 async def reject_with_reason(
     message: Message, session: AsyncSession, user: User, roles: Roles, state: FSMContext
 ) -> None:
@@ -201,6 +211,6 @@ async def reject_with_reason(
     await _decide(None, session, user, roles, data["registration_id"], False, reason, message)
 
 
-@router.message(Verify.reason)
+@router.message(Verify.reason, *NOT_FOR_STEP)
 async def reject_reason_wrong(message: Message) -> None:
     await message.answer(_("Please type the reason for rejecting as text, or /batal to stop."))

@@ -68,6 +68,8 @@ async def begin_write(session: AsyncSession) -> None:
     start, so that is at most a read snapshot.
     """
     if session.bind is None or session.bind.dialect.name != "sqlite":
+        if not session.in_transaction():
+            await session.connection()  # begin, so that what is written next is committed with it
         return
     if session.in_transaction():
         if session.info.get("write_tx"):

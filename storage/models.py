@@ -88,6 +88,7 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(8), default="id")
     language_chosen: Mapped[bool] = mapped_column(Boolean, default=False)
     blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False)
+    erased_at: Mapped[dt.datetime | None] = mapped_column()  # /hapusdata: personal data removed
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -418,6 +419,8 @@ class Media(Base):
     size: Mapped[int] = mapped_column(BigInteger)
     width: Mapped[int | None] = mapped_column(Integer)
     height: Mapped[int | None] = mapped_column(Integer)
+    # A small JPEG (longest side THUMB_SIZE) for cards and overviews; None for PDFs.
+    thumb_path: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -559,3 +562,131 @@ class ProposalCompletion(Base):
     unspent: Mapped[int] = mapped_column(BigInteger)
     completed_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     verified_by: Mapped[int] = mapped_column(BigInteger)
+
+
+# --- residents: follows, notice settings, aspirations, musyawarah votes ---------------------------------
+
+NOTIFY_ALL = "semua"  # every decision and progress report
+NOTIFY_DECISIONS = "keputusan"  # decisions only (approved, rejected, revision, completed)
+NOTIFY_WEEKLY = "mingguan"  # one summary a week
+NOTIFY_OFF = "mati"
+NOTIFY_MODES = (NOTIFY_ALL, NOTIFY_DECISIONS, NOTIFY_WEEKLY, NOTIFY_OFF)
+QUIET_START_DEFAULT = 21 * 60  # minutes after local midnight (21:00 WITA)
+QUIET_END_DEFAULT = 6 * 60  # 06:00 WITA
+
+
+class NotificationPrefs(Base):
+    """How a user wants follow notices: mode and quiet hours (local minutes; start == end: none)."""
+
+    __tablename__ = "notification_prefs"
+
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    mode: Mapped[str] = mapped_column(String(12), default=NOTIFY_ALL)
+    quiet_start: Mapped[int] = mapped_column(Integer, default=QUIET_START_DEFAULT)
+    quiet_end: Mapped[int] = mapped_column(Integer, default=QUIET_END_DEFAULT)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Follow(Base):
+    """A user following an RT (all its proposals) or a single proposal."""
+
+    __tablename__ = "follows"
+    __table_args__ = (
+        UniqueConstraint("user_id", "rt_id", name="uq_follows_user_rt"),
+        UniqueConstraint("user_id", "proposal_id", name="uq_follows_user_proposal"),
+        CheckConstraint("(rt_id IS NULL) <> (proposal_id IS NULL)", name="one_target"),
+        Index("ix_follows_rt", "rt_id"),
+        Index("ix_follows_proposal", "proposal_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    rt_id: Mapped[int | None] = mapped_column(ForeignKey("rt.id", ondelete="CASCADE"))
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id", ondelete="CASCADE"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+ASPIRASI_BARU = "baru"
+ASPIRASI_DIBAHAS = "akan_dibahas"  # will be discussed at the musyawarah
+ASPIRASI_DIUSULKAN = "dijadikan_usulan"  # became a proposal (proposal_id)
+ASPIRASI_DITOLAK = "tidak_dapat"  # cannot be followed up (reason)
+
+
+class Aspiration(Base):
+    """A resident's idea for their RT, and what the Ketua RT did with it. ``user_id`` is None once the
+    resident erased their data (/hapusdata); the text stays for the RT's musyawarah record."""
+
+    __tablename__ = "aspirations"
+    __table_args__ = (
+        Index("ix_aspirations_user_created", "user_id", "created_at"),
+        Index("ix_aspirations_rt_status", "rt_id", "status"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    rt_id: Mapped[int] = mapped_column(ForeignKey("rt.id"))
+    text: Mapped[str] = mapped_column(Text)
+    media_id: Mapped[int | None] = mapped_column(ForeignKey("media.id"))
+    telegram_file_id: Mapped[str | None] = mapped_column(String(255))
+    latitude: Mapped[float | None] = mapped_column(Float)
+    longitude: Mapped[float | None] = mapped_column(Float)
+    share_contact: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(16), default=ASPIRASI_BARU)
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id", ondelete="SET NULL"))
+    reason: Mapped[str | None] = mapped_column(Text)
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    decided_at: Mapped[dt.datetime | None] = mapped_column()
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    file: Mapped[Media | None] = relationship(lazy="joined")
+
+
+VOTE_OPEN = "terbuka"
+VOTE_CLOSED = "ditutup"
+
+
+class MusyawarahVote(Base):
+    """A vote among an RT's followers on up to 10 candidate ideas, open until ``closes_at``."""
+
+    __tablename__ = "votes"
+    __table_args__ = (Index("ix_votes_status_closes", "status", "closes_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rt_id: Mapped[int] = mapped_column(ForeignKey("rt.id"), index=True)
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    question: Mapped[str] = mapped_column(String(300))
+    options: Mapped[list[str]] = mapped_column(JSON, default=list)
+    closes_at: Mapped[dt.datetime] = mapped_column()
+    status: Mapped[str] = mapped_column(String(12), default=VOTE_OPEN)
+    result: Mapped[list[int] | None] = mapped_column(JSON)  # votes per option, at closing
+    voters: Mapped[int | None] = mapped_column(Integer)
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class VotePoll(Base):
+    """The Telegram poll a follower was sent for a vote (``poll_id`` is Telegram's, known once sent)."""
+
+    __tablename__ = "vote_polls"
+    __table_args__ = (UniqueConstraint("vote_id", "user_id", name="uq_vote_polls_vote_user"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    vote_id: Mapped[int] = mapped_column(ForeignKey("votes.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    poll_id: Mapped[str | None] = mapped_column(String(64), unique=True)
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class VoteAnswer(Base):
+    """One person's answer to a vote (the latest, if they changed it before closing)."""
+
+    __tablename__ = "vote_answers"
+
+    vote_id: Mapped[int] = mapped_column(ForeignKey("votes.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    option_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    answered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

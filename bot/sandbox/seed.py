@@ -20,9 +20,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.config import Settings
 from bot.domain.permissions import Scope
 from bot.domain.rab import RabLine
-from bot.services import media, officers, programs, proposals, registration, review, users
+from bot.services import (
+    aspirations,
+    follows,
+    media,
+    officers,
+    programs,
+    progress,
+    proposals,
+    registration,
+    review,
+    users,
+)
 from bot.services.wilayah import ensure_sample_wilayah
 from fakeapi import make_jpeg, make_pdf
+from fakeapi.media import make_scene_jpeg
 from fakeapi.state import World
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
@@ -31,11 +43,13 @@ from storage.models import (
     MEDIA_FOTO_AWAL,
     OUTBOX_PENDING,
     OUTBOX_SENT,
+    REPORT_PENDING,
     RT,
     Kelurahan,
     Media,
     Outbox,
     Program,
+    ProgressReport,
     Proposal,
     utcnow,
 )
@@ -74,17 +88,17 @@ class Persona:
 
 PERSONAS: tuple[Persona, ...] = (
     Persona(HEAD_ID, "Budi", "Santoso", "budi_rt05", "+6281250000011", "ketua_rt",
-            "Ketua RT 05 Api-Api · usulan di semua status"),
+            "Ketua RT 05 Api-Api · usulan di semua status, lapor progres (/progres)"),
     Persona(6100000012, "Sari", "Lestari", "sari_rt03", "+6281250000012", "ketua_rt",
-            "Ketua RT 03 Api-Api · satu usulan ditolak, satu diajukan"),
+            "Ketua RT 03 Api-Api · usulan ditolak, diajukan, dan selesai"),
     Persona(6100000013, "Joko", "Susilo", None, "+6281250000013", "ketua_rt",
             "Ketua RT 07 Api-Api · belum ada usulan"),
     Persona(OFFICER_ID, "Rina", "Wulandari", "rina_kel_apiapi", "+6281250000002", "petugas",
-            "Petugas Kelurahan Api-Api · meninjau usulan (/tinjau)"),
+            "Petugas Kelurahan Api-Api · meninjau usulan (/tinjau) dan progres (/verifikasi_progres)"),
     Persona(ADMIN_ID, "Hendra", "Admin Kota", "hendra_admin", "+6281250000001", "admin",
             "Admin · mengangkat petugas (/petugas)"),
     Persona(6100000021, "Siti", "Aminah", "siti_warga", "+6281250000021", "warga",
-            "Warga RT 05 Api-Api"),
+            "Warga RT 05 Api-Api · mengikuti RT 05 (/ikuti), kirim aspirasi, /cek, /jelajah"),
     Persona(6100000022, "Andi", "Pratama", None, "+6281250000022", "warga",
             "Warga, belum terdaftar · bisa mencoba daftar sebagai Ketua RT (mis. RT 08)"),
 )  # fmt: skip
@@ -173,6 +187,7 @@ class _Seeder:
         self.store = media.LocalMediaStore(settings.media_dir)
         self.files = World()  # only to mint file ids and photo sizes the way the fake Telegram does
         self.admins = (ADMIN_ID,)
+        self.receipts = 0
 
     async def people(self) -> dict[int, int]:
         """Users, the Api-Api officer and the verified Ketua RT; returns persona id -> RT id."""
@@ -247,6 +262,49 @@ class _Seeder:
         roles = await users.load_roles(self.s, OFFICER_ID, self.admins)
         await review.decide(self.s, OFFICER_ID, roles, proposal_id, action, note=note, parts=parts)
 
+    async def _evidence(self, data: bytes, *, as_file: bool) -> progress.EvidenceFile:
+        """Store a photo as the bot would: sent as a file it keeps its EXIF; sent as a photo Telegram
+        recompresses it (the fake does the same), so its EXIF is gone."""
+        if as_file:
+            sent = self.files.store_file(data, "document", file_name="IMG.jpg", mime_type="image/jpeg")
+            kept = data
+        else:
+            sent = self.files.store_photo(data)[-1]
+            kept = sent.data
+        stored = await media.save_media(self.s, self.store, kept, "image/jpeg")
+        exif, phash = await progress.analyse_photo(kept)
+        return progress.EvidenceFile(stored, sent.file_id, sent.file_unique_id, exif, phash)
+
+    async def report(
+        self,
+        head_id: int,
+        proposal_id: int,
+        percent: int,
+        spent: int,
+        note: str,
+        photos: list[tuple[int, tuple[float, float] | None, bool]],
+        receipts: int = 1,
+    ) -> int:
+        """A progress report; ``photos`` are (scene seed, EXIF GPS or None, sent as a file)."""
+        taken = dt.datetime.now(self.settings.tz).replace(tzinfo=None, microsecond=0)
+        site = [
+            await self._evidence(make_scene_jpeg(seed, taken_at=taken, gps=gps), as_file=as_file)
+            for seed, gps, as_file in photos
+        ]
+        notes = []
+        for _ in range(receipts):
+            self.receipts += 1  # each receipt a picture of its own (a reused one would be flagged)
+            notes.append(await self._evidence(make_scene_jpeg(9000 + self.receipts, height=480), as_file=False))
+        row = await progress.report(
+            self.s, head_id, proposal_id, percent=percent, spent_total=spent, note=note, photos=site,
+            receipts=notes, admin_ids=self.admins,
+        )  # fmt: skip
+        return row.id
+
+    async def verify(self, report_id: int) -> None:
+        roles = await users.load_roles(self.s, OFFICER_ID, self.admins)
+        await progress.verify(self.s, OFFICER_ID, roles, report_id, progress.ACTION_TERVERIFIKASI)
+
 
 async def seed(settings: Settings) -> None:
     """Seed an empty (migrated, RTs imported) sandbox database with the demo people and proposals."""
@@ -271,6 +329,18 @@ async def seed(settings: Settings) -> None:
                 location=(0.13410, 117.49720),
             )  # fmt: skip
             await seeder.decide(approved, "setujui", "Disetujui. Mohon laporkan progres setiap minggu.")
+            lamp_site, far = (0.13410, 117.49720), (0.14650, 117.49720)  # far: ~1.4 km north of the site
+            first = await seeder.report(
+                budi, approved, 25, 4_200_000, "Tiang sudah datang, dua titik sudah dicor.",
+                photos=[(101, lamp_site, True), (102, lamp_site, True)],
+            )  # fmt: skip
+            await seeder.verify(first)
+            # The report waiting for Rina: one photo far from the site, one reused, one without EXIF.
+            await seeder.report(
+                budi, approved, 60, 9_100_000, "Empat lampu sudah menyala.",
+                photos=[(103, lamp_site, True), (104, far, True), (101, lamp_site, True), (105, None, False)],
+                receipts=2,
+            )  # fmt: skip
             revise = await seeder.proposal(
                 budi, rts[budi], category="kespen", title="Pelatihan kader posyandu",
                 description="Pelatihan dua hari untuk 20 kader posyandu RT 05.",
@@ -295,6 +365,29 @@ async def seed(settings: Settings) -> None:
                 lines=[RabLine("Paving block", 60, "m2", 120_000), RabLine("Tukang", 6, "hari", 150_000)],
                 photos=3, location=(0.13280, 117.49610),
             )  # fmt: skip
+            drain_site = (0.13300, 117.49660)
+            drainage = await seeder.proposal(
+                sari, rts[sari], category="infrastruktur", title="Perbaikan saluran drainase",
+                description="Saluran tersumbat dan meluap saat hujan; 80 m saluran diperbaiki dan ditutup.",
+                lines=[RabLine("Buis beton U-ditch", 40, "buah", 350_000), RabLine("Tukang", 8, "hari", 150_000)],
+                location=drain_site,
+            )  # fmt: skip
+            await seeder.decide(drainage, "setujui", None)
+            await seeder.verify(await seeder.report(
+                sari, drainage, 50, 7_000_000, "Setengah saluran selesai.",
+                photos=[(201, drain_site, True), (202, drain_site, True)],
+            ))  # fmt: skip
+            await seeder.verify(await seeder.report(
+                sari, drainage, 100, 14_650_000, "Selesai, saluran sudah ditutup.",
+                photos=[(203, drain_site, True), (204, drain_site, True), (205, drain_site, True)], receipts=2,
+            ))  # fmt: skip
+            # Siti follows RT 05 and has sent Budi an idea.
+            siti = 6100000021
+            await follows.follow_rt(session, siti, rts[budi])
+            await aspirations.submit(
+                session, siti, rts[budi], "Tolong pasang polisi tidur di depan TK Melati; anak-anak sering "
+                "menyeberang dan motor kencang.",
+            )  # fmt: skip
             await _settle_old_notices(session)
     finally:
         await engine.dispose()
@@ -305,10 +398,15 @@ async def _settle_old_notices(session: AsyncSession) -> None:
     deliver at its first start (decisions to the Ketua RT, proposals still waiting to the officer)."""
     pending = (await session.scalars(select(Outbox).where(Outbox.status == OUTBOX_PENDING))).all()
     for row in pending:
-        keep = row.kind in ("proposal.approved", "proposal.rejected", "proposal.revision_requested")
+        keep = row.kind in (
+            "proposal.approved", "proposal.rejected", "proposal.revision_requested", "aspiration.new"
+        )  # fmt: skip
         if row.kind == "proposal.submitted":
             proposal = await session.get(Proposal, row.payload.get("proposal_id"))
             keep = proposal is not None and proposal.status == "diajukan"
+        if row.kind == "progress.reported":
+            report = await session.get(ProgressReport, row.payload.get("report_id"))
+            keep = report is not None and report.status == REPORT_PENDING
         if not keep:
             row.status, row.sent_at = OUTBOX_SENT, utcnow()
     await session.commit()

@@ -1,8 +1,14 @@
-"""Stored files (photos, berita acara): content-addressed by SHA-256 under MEDIA_DIR, one row each.
+"""Stored files (photos, berita acara, receipts): content-addressed by SHA-256, one row each.
 
 The handler downloads the bytes from Telegram (getFile) and passes them in; :func:`save_media`
 checks the size and the content (images are decoded with Pillow; a "photo" must be an image),
-writes the file once per distinct content and returns its :class:`~storage.models.Media` row.
+writes the file once per distinct content, writes a small JPEG thumbnail next to it for images,
+and returns its :class:`~storage.models.Media` row.
+
+Where the bytes live is behind :class:`MediaStore` (put / open / exists by a relative path). The
+only implementation today is :class:`LocalMediaStore` (a folder, ``MEDIA_DIR``); an object store
+(S3, MinIO, GCS) implements the same three calls with the path as its object key, and nothing else
+changes: rows keep the relative path, never a local file name.
 """
 
 from __future__ import annotations
@@ -12,10 +18,11 @@ import hashlib
 import io
 import os
 import tempfile
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Protocol
 
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont, ImageOps
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,6 +35,8 @@ KIND_PHOTO = "photo"
 KIND_DOCUMENT = "document"
 PDF_MIME = "application/pdf"
 SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif", PDF_MIME: ".pdf"}
+THUMB_SIZE = 320  # longest side of a thumbnail, in pixels
+THUMB_QUALITY = 70
 _PIL_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp", "GIF": "image/gif"}
 
 
@@ -117,6 +126,115 @@ def inspect_image(data: bytes) -> tuple[str, int, int] | None:
     return _PIL_MIME.get(fmt or "", f"image/{(fmt or 'unknown').lower()}"), width, height
 
 
+def make_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes | None:
+    """A JPEG no larger than ``size`` on its longest side, upright (EXIF orientation applied) and
+    without metadata (no GPS in thumbnails); None if ``data`` is not a readable image."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.seek(0)
+            upright = ImageOps.exif_transpose(img)
+            if upright.mode not in ("RGB", "L"):
+                upright = upright.convert("RGBA")
+                background = Image.new("RGB", upright.size, (255, 255, 255))
+                background.paste(upright, mask=upright.getchannel("A"))
+                upright = background
+            upright.thumbnail((size, size))
+            out = io.BytesIO()
+            upright.convert("RGB").save(out, "JPEG", quality=THUMB_QUALITY, optimize=True)
+            return out.getvalue()
+    except Exception:
+        return None
+
+
+def _store_thumbnail(store: MediaStore, data: bytes) -> str | None:
+    thumb = make_thumbnail(data)
+    if thumb is None:
+        return None
+    return store.put(thumb, ".jpg")[1]
+
+
+async def thumbnail(store: MediaStore, media: Media) -> bytes | None:
+    """The thumbnail of a stored image (made from the original if it has none yet); None for PDFs
+    and unreadable files."""
+
+    def work() -> bytes | None:
+        if media.thumb_path:
+            try:
+                return store.open(media.thumb_path)
+            except (OSError, ValueError):
+                pass
+        try:
+            return make_thumbnail(store.open(media.path))
+        except (OSError, ValueError):
+            return None
+
+    if not media.mime.startswith("image/"):
+        return None
+    return await asyncio.to_thread(work)
+
+
+SHEET_CELL = 240
+SHEET_GAP = 8
+FLAG_RED = (220, 38, 38)
+
+
+def _columns(n: int) -> int:
+    return 1 if n == 1 else 2 if n <= 4 else 3 if n <= 9 else 4
+
+
+def _badge(draw: ImageDraw.ImageDraw, x: int, y: int, text: str, fill: tuple[int, int, int]) -> None:
+    font = ImageFont.load_default(size=26)
+    left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+    w, h = right - left + 16, bottom - top + 12
+    draw.rounded_rectangle((x, y, x + w, y + h), radius=8, fill=fill)
+    draw.text((x + 8 - left, y + 6 - top), text, font=font, fill=(255, 255, 255))
+
+
+def make_contact_sheet(thumbs: Sequence[bytes | None], flagged: Collection[int] = ()) -> bytes | None:
+    """One JPEG showing the thumbnails in a grid, numbered 1..n in order; flagged positions (0-based)
+    get a red frame and a "!" badge. Unreadable entries become a grey cell with their number, so the
+    numbering always matches the photos. None when there is nothing to show."""
+    if not thumbs:
+        return None
+    cols = _columns(len(thumbs))
+    rows = (len(thumbs) + cols - 1) // cols
+    cell, gap = SHEET_CELL, SHEET_GAP
+    sheet = Image.new("RGB", (cols * cell + (cols + 1) * gap, rows * cell + (rows + 1) * gap), (245, 245, 245))
+    draw = ImageDraw.Draw(sheet)
+    shown = 0
+    for i, data in enumerate(thumbs):
+        x = gap + (i % cols) * (cell + gap)
+        y = gap + (i // cols) * (cell + gap)
+        image = None
+        if data:
+            try:
+                image = Image.open(io.BytesIO(data)).convert("RGB")
+                image.thumbnail((cell, cell))
+            except Exception:
+                image = None
+        if image is None:
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), fill=(200, 200, 200))
+        else:
+            shown += 1
+            sheet.paste(image, (x + (cell - image.width) // 2, y + (cell - image.height) // 2))
+        if i in flagged:
+            draw.rectangle((x, y, x + cell - 1, y + cell - 1), outline=FLAG_RED, width=7)
+            _badge(draw, x + 8, y + 8, f"{i + 1} !", FLAG_RED)
+        else:
+            _badge(draw, x + 8, y + 8, str(i + 1), (30, 30, 30))
+    if shown == 0:
+        return None
+    out = io.BytesIO()
+    sheet.save(out, "JPEG", quality=80, optimize=True)
+    return out.getvalue()
+
+
+async def contact_sheet(store: MediaStore, files: Sequence[Media], flagged: Collection[int] = ()) -> bytes | None:
+    """An overview image of ``files`` from their thumbnails (see :func:`make_contact_sheet`)."""
+    thumbs = [await thumbnail(store, media) for media in files]
+    return await asyncio.to_thread(make_contact_sheet, thumbs, frozenset(flagged))
+
+
 async def save_media(
     session: AsyncSession,
     store: MediaStore,
@@ -153,12 +271,19 @@ async def save_media(
     if existing is not None and await asyncio.to_thread(store.exists, existing.path):
         return existing
     _, path = await asyncio.to_thread(store.put, data, SUFFIXES.get(real_mime, ""))
+    thumb_path = await asyncio.to_thread(_store_thumbnail, store, data) if image is not None else None
     await begin_write(session)
     row = await repo.media_by_sha256(session, sha)
     if row is not None:  # stored meanwhile, or its file had gone missing and is back now
-        await release(session)
+        if row.thumb_path is None and thumb_path is not None:
+            row.thumb_path = thumb_path
+            await session.commit()
+        else:
+            await release(session)
         return row
-    row = Media(sha256=sha, path=path, mime=real_mime, size=len(data), width=width, height=height)
+    row = Media(
+        sha256=sha, path=path, mime=real_mime, size=len(data), width=width, height=height, thumb_path=thumb_path
+    )
     session.add(row)
     try:
         await session.commit()

@@ -43,7 +43,7 @@ from bot.domain.workflow import (
     TransitionError,
     next_status,
 )
-from bot.services import audit, outbox, registration
+from bot.services import audit, follows, outbox, registration
 from bot.services.proposals import InvalidField, ProposalNotFound, TooManyPhotos, record_transition
 from bot.services.review import DecisionIncomplete, in_scope
 from bot.services.users import Roles
@@ -441,6 +441,16 @@ async def report(
             percent=percent,
             flags=flag_kinds,
         )
+    await follows.notify(
+        session,
+        proposal,
+        follows.EV_PROGRESS,
+        actor_id=user_id,
+        event_id=event.id,
+        report_id=row.id,
+        percent=percent,
+        at=now,
+    )
     await session.commit()
     return row
 
@@ -538,5 +548,15 @@ async def verify(
         outbox.enqueue(session, recipient, NOTICE_MORE_EVIDENCE, note=note, **payload)
     else:
         outbox.enqueue(session, recipient, NOTICE_VERIFIED, completed=completed, **payload)
+    await follows.notify(
+        session,
+        proposal,
+        follows.verify_event(action, completed),
+        actor_id=actor_id,
+        event_id=payload.get("event_id"),
+        report_id=row.id,
+        percent=row.percent,
+        at=now,
+    )
     await session.commit()
     return row

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import Forbidden, Scope, covers
 from bot.domain.workflow import DIAJUKAN, MINTA_REVISI, SETUJUI, TOLAK, TransitionError, next_status
-from bot.services import outbox, registration
+from bot.services import follows, outbox, registration
 from bot.services.proposals import (
     PARTS,
     InvalidField,
@@ -159,6 +159,9 @@ async def decide(
     if action == MINTA_REVISI:
         payload["parts"] = wanted
     outbox.enqueue(session, recipient, NOTICE_KIND[action], **payload)
+    await follows.notify(
+        session, proposal, follows.EVENT_OF_ACTION[action], actor_id=actor_id, event_id=event.id, at=now
+    )
     await session.commit()
     return proposal
 

@@ -1,8 +1,8 @@
-"""The Ketua RT's proposals: the /usulan wizard, /draf and /usulanku."""
+"""The Ketua RT's proposals: the /usulan wizard, /draf, /usulanku and each proposal's card."""
 
 from aiogram import Router
 
-from handlers.proposals import mine, wizard
+from handlers.proposals import card, mine, wizard
 
 router = Router(name=__name__)
-router.include_routers(mine.router, wizard.router)
+router.include_routers(mine.router, card.router, wizard.router)

@@ -18,6 +18,7 @@ from bot.services.users import Roles
 from handlers.common import BTN_DRAFTS, BTN_MY_PROPOSALS, Label, main_menu
 from handlers.proposals import render
 from handlers.proposals.callbacks import PropCb
+from handlers.proposals.card import open_button
 from handlers.proposals.wizard import require_rt_head
 
 router = Router(name=__name__)
@@ -81,4 +82,9 @@ async def my_proposals(message: Message, session: AsyncSession, roles: Roles, se
             remaining=format_rupiah(position.remaining),
         )
     )
-    await message.answer("\n".join(lines), reply_markup=main_menu(roles))
+    # Each proposal with a code opens its card (history, progress, the report button).
+    buttons = [[open_button(p)] for p in rows if p.code]
+    if buttons:
+        lines.append(_("Tap a proposal to see its card."))
+    markup = InlineKeyboardMarkup(inline_keyboard=buttons) if buttons else main_menu(roles)
+    await message.answer("\n".join(lines), reply_markup=markup)

@@ -10,8 +10,9 @@ from bot.domain.money import format_rupiah
 from bot.domain.rab import format_volume
 from bot.domain.text import escape_html
 from bot.domain.timefmt import format_date
+from bot.services import progress as progress_svc
 from bot.services import proposals as svc
-from handlers.common import N_, rt_place, when
+from handlers.common import N_, rt_place, short_day, when
 from storage.models import MEDIA_BUKTI_MUSYAWARAH, MEDIA_FOTO_AWAL, Program, Proposal, ProposalEvent, RabLine
 
 STATUS_LABELS = {
@@ -122,7 +123,64 @@ EVENT_LABELS = {
     "tolak": N_("rejected"),
     "minta_revisi": N_("revision requested"),
     "tarik": N_("withdrawn"),
+    "lapor_progres": N_("progress reported"),
+    "lapor_selesai": N_("work reported complete"),
+    "verifikasi_selesai": N_("completion verified"),
+    "tolak_selesai": N_("completion not yet accepted"),
 }
+
+REPORT_STATUS_MARKS = {
+    "menunggu": N_("⏳ awaiting verification"),
+    "terverifikasi": N_("✅ verified"),
+    "perlu_bukti": N_("⚠️ more evidence asked"),
+}
+
+
+def progress_lines(
+    entries: list[progress_svc.TimelineEntry],
+    approved: int,
+    completion: object | None = None,
+    *,
+    show_flags: bool = False,
+) -> list[str]:
+    """The progress timeline of a proposal card: percent, date, photos, realised amount per report.
+
+    Nothing personal (no reporter, no notes), so the same lines serve the RT head, officers and
+    residents; ``show_flags`` adds the evidence-flag count (officers only). ``completion`` is the
+    :class:`~storage.models.ProposalCompletion` once the proposal is selesai.
+    """
+    lines = [_("<b>Progress</b>")]
+    if not entries:
+        lines.append(_("No progress report yet."))
+    for e in entries:
+        line = _("• {date} — <b>{percent}%</b> · 📷 {photos} · spent {spent}").format(
+            date=short_day(e.at), percent=e.percent, photos=e.photos, spent=format_rupiah(e.spent_total)
+        )
+        mark = REPORT_STATUS_MARKS.get(e.status)
+        if mark:
+            line += f" · {_(mark)}"
+        if show_flags and e.flags:
+            line += " · " + _("🚩 {count} flag(s)").format(count=e.flags)
+        lines.append(line)
+    if completion is not None:
+        lines.append(
+            _("🏁 Completed on {date}: realised {realised} of {approved}; unspent {unspent}.").format(
+                date=short_day(completion.completed_at),
+                realised=format_rupiah(completion.realised_amount),
+                approved=format_rupiah(approved),
+                unspent=format_rupiah(completion.unspent),
+            )
+        )
+    elif entries:
+        latest = entries[-1]
+        lines.append(
+            _("Realised so far: {spent} of {approved} ({share}%).").format(
+                spent=format_rupiah(latest.spent_total),
+                approved=format_rupiah(approved),
+                share=round(100 * latest.spent_total / approved) if approved else 0,
+            )
+        )
+    return lines
 
 
 def timeline(events: list[ProposalEvent]) -> list[str]:

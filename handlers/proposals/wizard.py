@@ -39,6 +39,8 @@ from handlers.common import (
     BTN_BACK,
     BTN_NEW_PROPOSAL,
     N_,
+    NOT_FOR_STEP,
+    TEXT_ANSWER,
     Label,
     NavCb,
     chunk,
@@ -531,14 +533,14 @@ async def _save_text(
     await ask(following, message, state, session, proposal, settings)
 
 
-@router.message(Usulan.judul, F.text)
+@router.message(Usulan.judul, *TEXT_ANSWER)
 async def title_given(
     message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, settings: Settings
 ) -> None:
     await _save_text(message, state, session, user, roles, settings, "title", Usulan.judul)
 
 
-@router.message(Usulan.uraian, F.text)
+@router.message(Usulan.uraian, *TEXT_ANSWER)
 async def description_given(
     message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, settings: Settings
 ) -> None:
@@ -562,7 +564,7 @@ async def location_given(
     await advance(message, state, session, proposal, settings, Usulan.lokasi)
 
 
-@router.message(Usulan.lokasi)
+@router.message(Usulan.lokasi, *NOT_FOR_STEP)
 async def location_wrong(message: Message) -> None:
     await message.answer(
         _(
@@ -573,7 +575,7 @@ async def location_wrong(message: Message) -> None:
     )
 
 
-@router.message(Usulan.alamat, F.text)
+@router.message(Usulan.alamat, *TEXT_ANSWER)
 async def address_given(
     message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, settings: Settings
 ) -> None:
@@ -650,8 +652,8 @@ def rab_error_text(exc: rab.RabError) -> str:
     return _("I could not read “{line}”. Write it like {example}.")
 
 
-@router.message(Usulan.rab, F.text)
-@router.message(Usulan.rab_edit, F.text)
+@router.message(Usulan.rab, *TEXT_ANSWER)
+@router.message(Usulan.rab_edit, *TEXT_ANSWER)
 async def rab_lines_given(
     message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, settings: Settings
 ) -> None:
@@ -729,7 +731,7 @@ async def rab_lines_given(
     await message.answer("\n".join(lines), reply_markup=_rab_keyboard(proposal))
 
 
-@router.message(Usulan.rab_qty, F.text)
+@router.message(Usulan.rab_qty, *TEXT_ANSWER)
 async def rab_quantity_given(message: Message, state: FSMContext) -> None:
     data = await state.get_data()
     try:
@@ -742,7 +744,7 @@ async def rab_quantity_given(message: Message, state: FSMContext) -> None:
     await message.answer(_("And the price per unit? E.g. <b>65.000</b> or <b>150rb</b>."))
 
 
-@router.message(Usulan.rab_price, F.text)
+@router.message(Usulan.rab_price, *TEXT_ANSWER)
 async def rab_price_given(
     message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, settings: Settings
 ) -> None:
@@ -927,12 +929,12 @@ async def _media_reply(message: Message, proposal: Proposal, kind: str) -> None:
     await message.answer(text, reply_markup=_inline([_button(_("➡️ Next"), "done", proposal)]))
 
 
-@router.message(Usulan.foto)
+@router.message(Usulan.foto, *NOT_FOR_STEP)
 async def photo_wrong(message: Message) -> None:
     await message.answer(_("Please send a photo (📎 → Gallery or Camera), or tap ➡️ Next if you have sent them all."))
 
 
-@router.message(Usulan.bukti)
+@router.message(Usulan.bukti, *NOT_FOR_STEP)
 async def evidence_wrong(message: Message) -> None:
     await message.answer(_("Please send a photo of the minutes or a PDF file (📎 → File)."))
 
@@ -969,7 +971,7 @@ async def step_done(
 # --- peserta -------------------------------------------------------------------------------------
 
 
-@router.message(Usulan.peserta, F.text)
+@router.message(Usulan.peserta, *TEXT_ANSWER)
 async def attendees_given(
     message: Message, state: FSMContext, session: AsyncSession, user: User, roles: Roles, settings: Settings
 ) -> None:
@@ -1135,7 +1137,7 @@ async def drop(
 # --- anything else in the wizard -----------------------------------------------------------------------
 
 
-@router.message(StateFilter(Usulan.kategori, Usulan.ringkasan))
+@router.message(StateFilter(Usulan.kategori, Usulan.ringkasan), *NOT_FOR_STEP)
 async def use_buttons(message: Message) -> None:
     await message.answer(_("Please choose with the buttons above. Your draft is kept; /draf opens it later."))
 
@@ -1150,7 +1152,8 @@ async def use_buttons(message: Message) -> None:
         Usulan.rab_qty,
         Usulan.rab_price,
         Usulan.peserta,
-    )
+    ),
+    *NOT_FOR_STEP,
 )
 async def type_text(message: Message) -> None:
     await message.answer(_("Please answer by typing text (not a photo or sticker)."))

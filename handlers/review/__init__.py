@@ -36,18 +36,9 @@ from bot.services.media import MediaStore
 from bot.services.proposals import InvalidField, ProposalNotFound, StaleVersion
 from bot.services.users import Roles
 from handlers.common import (
-    BTN_BACK,
     BTN_CANCEL,
-    BTN_DRAFTS,
-    BTN_HELP,
-    BTN_LANGUAGE,
-    BTN_MY_PROPOSALS,
-    BTN_NEW_PROPOSAL,
-    BTN_OFFICERS,
-    BTN_REG_STATUS,
-    BTN_REGISTER,
     BTN_REVIEW,
-    BTN_VERIFY,
+    MENU_LABELS,
     N_,
     Label,
     cancel_row,
@@ -78,19 +69,6 @@ OUT_OF_SCOPE = N_("This proposal is outside your area. The attempt was recorded.
 STALE_CARD = N_("This proposal has changed since this card was shown. Here is the current version.")
 
 # Menu buttons and commands typed while we wait for a note are not notes: let their own handlers run.
-MENU_LABELS = (
-    BTN_REGISTER,
-    BTN_REG_STATUS,
-    BTN_HELP,
-    BTN_LANGUAGE,
-    BTN_VERIFY,
-    BTN_OFFICERS,
-    BTN_NEW_PROPOSAL,
-    BTN_DRAFTS,
-    BTN_MY_PROPOSALS,
-    BTN_REVIEW,
-    BTN_BACK,
-)
 NOTE_TEXT = (F.text, ~F.text.startswith("/"), ~Label(*MENU_LABELS))
 
 

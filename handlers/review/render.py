@@ -14,15 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.money import format_rupiah
 from bot.domain.rab import format_volume
 from bot.domain.text import escape_html
-from bot.domain.workflow import DIAJUKAN, MINTA_REVISI
-from bot.services import proposals, review
-from handlers.common import N_, cancel_row, rt_place, when
+from bot.domain.workflow import DIAJUKAN, MENUNGGU_VERIFIKASI_SELESAI, MINTA_REVISI, PELAKSANAAN, SELESAI
+from bot.services import progress, proposals, review
+from handlers.common import N_, cancel_row, rt_place, short_day, when
 from handlers.proposals import render as proposal_texts
 from handlers.review.callbacks import ReviewCb
 from storage.models import MEDIA_BUKTI_MUSYAWARAH, MEDIA_FOTO_AWAL, Program, Proposal, ProposalEvent, User
 
 CARD_LIMIT = 4000  # Telegram allows 4096 characters
 DESCRIPTION_SHOWN = 600
+WITH_PROGRESS = (PELAKSANAAN, MENUNGGU_VERIFIKASI_SELESAI, SELESAI)  # statuses whose card shows the reports
 
 # The RT head's words for statuses and parts (handlers/proposals), so both sides name them alike.
 PART_LABELS = proposal_texts.PART_LABELS
@@ -120,14 +121,39 @@ async def card_text(
         changes = (submitted.data or {}).get("changes") if submitted is not None else None
     position = await proposals.budget_position(session, proposal.rt_id, program, exclude_proposal_id=proposal.id)
     category = next((c.name for c in program.categories if c.code == proposal.category_code), None)
+    progress_text = None
+    if proposal.status in WITH_PROGRESS:
+        entries = await progress.timeline(session, proposal.id)
+        completion = await progress.completion_of(session, proposal.id)
+        progress_text = proposal_texts.progress_lines(entries, proposal.total_amount, completion, show_flags=True)
+    vote_text = await _vote_lines(session, proposal)
 
     caps = [max_lines] if max_lines is not None else [len(proposal.lines), 20, 10, 5, 0]
     text = ""
     for cap in caps:
-        text = _card(proposal, program, events, changes, position, category, cap, show_status)
+        text = _card(
+            proposal, program, events, changes, position, category, cap, show_status, progress_text, vote_text
+        )
         if len(text) <= limit:
             break
     return text
+
+
+async def _vote_lines(session: AsyncSession, proposal: Proposal) -> list[str]:
+    """Musyawarah votes the Ketua RT attached to the proposal as evidence: question and result."""
+    from bot.services import votes
+    from handlers.votes import result_lines
+
+    out: list[str] = []
+    for vote in await votes.for_proposal(session, proposal.id):
+        out.append(_("🗳 Musyawarah vote: <i>{question}</i>").format(question=escape_html(vote.question)))
+        out += result_lines(vote)
+        out.append(
+            _("{voters} resident(s) voted; closed {date}.").format(
+                voters=vote.voters or 0, date=short_day(vote.closed_at) if vote.closed_at else "-"
+            )
+        )
+    return out
 
 
 def _card(
@@ -139,6 +165,8 @@ def _card(
     category: str | None,
     max_lines: int,
     show_status: bool,
+    progress_text: list[str] | None = None,
+    vote_text: list[str] | None = None,
 ) -> str:
     out = [
         _("📄 <b>{code}</b> · {title}").format(
@@ -175,6 +203,7 @@ def _card(
         out.append(_("⚠️ This proposal is above what is left of the ceiling."))
     out.append("")
     out.append(_("👥 Musyawarah: {count} resident(s) present").format(count=proposal.attendees or 0))
+    out += vote_text or []
     out.append(
         _("🖼 Photos: {photos} · 📄 Evidence files: {evidence} · 🗺 Location pin: {pin}").format(
             photos=len(proposal.media_of(MEDIA_FOTO_AWAL)),
@@ -196,6 +225,9 @@ def _card(
                     parts=parts_label((asked.data or {}).get("parts") or ()), note=escape_html(asked.note or "-")
                 )
             )
+    if progress_text:
+        out.append("")
+        out += progress_text
     return "\n".join(out)
 
 

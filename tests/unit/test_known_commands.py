@@ -10,10 +10,15 @@ from handlers.common import KNOWN_COMMANDS
 
 
 def _handled_commands() -> set[str]:
-    from handlers import admin, errors, proposals, registration, review, start, verification
+    """Commands of every router the real dispatcher includes (so a new router is never missed)."""
+    from bot.app import build_dispatcher
+    from bot.config import Settings
+    from bot.i18n import build_i18n
 
+    settings = Settings(_env_file=None, bot_token="1:test")  # type: ignore[call-arg]
+    dp = build_dispatcher(settings, None, build_i18n())  # the SQL storage only keeps the sessionmaker
     found: set[str] = set()
-    routers = [m.router for m in (start, registration, proposals, review, verification, admin, errors)]
+    routers = list(dp.sub_routers)
     while routers:
         router = routers.pop()
         routers.extend(router.sub_routers)

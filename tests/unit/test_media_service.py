@@ -49,7 +49,7 @@ async def test_same_content_is_one_row_and_one_file(session, tmp_path):
         12,
         7,
     )
-    assert files_under(tmp_path / "m") == [first.path]
+    assert files_under(tmp_path / "m") == sorted([first.path, first.thumb_path])  # the original and its thumbnail
     assert store.open(first.path) == data and store.exists(first.path)
     other = await media.save_media(session, store, png(color=(0, 0, 255)), "image/png")
     assert other.id != first.id
@@ -115,7 +115,9 @@ async def test_same_photo_saved_at_once_by_two_updates(sessionmaker, tmp_path):
 
     ids = await asyncio.gather(save(), save(), save())
     assert len(set(ids)) == 1
-    assert len(files_under(tmp_path / "m")) == 1
+    async with sessionmaker() as s:
+        row = await s.get(Media, ids[0])
+    assert files_under(tmp_path / "m") == sorted([row.path, row.thumb_path])  # once each
 
 
 def test_local_store_is_atomic_and_stays_inside_its_root(tmp_path):
@@ -126,3 +128,99 @@ def test_local_store_is_atomic_and_stays_inside_its_root(tmp_path):
     assert files_under(tmp_path) == [rel]  # no temp files left behind
     with pytest.raises(ValueError):
         store.open("../../etc/passwd")
+
+
+# --- thumbnails and the overview sheet --------------------------------------------------------------
+
+
+def test_thumbnail_is_small_upright_and_carries_no_gps():
+    from fakeapi.media import make_jpeg
+
+    original = make_jpeg(1600, 900, gps=(0.1335, 117.4988), taken_at="2026:05:01 10:00:00")
+    thumb = media.make_thumbnail(original)
+    with Image.open(io.BytesIO(thumb)) as img:
+        assert img.format == "JPEG"
+        assert max(img.size) == media.THUMB_SIZE
+        assert img.size == (media.THUMB_SIZE, 180)  # aspect ratio kept
+        assert not img.getexif()  # no location leaks through a thumbnail
+    assert len(thumb) < len(original)
+    assert media.make_thumbnail(b"%PDF-1.4 not an image") is None
+
+
+def test_thumbnail_applies_exif_orientation():
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to display
+    Image.new("RGB", (400, 200), (10, 200, 10)).save(buf, "JPEG", exif=exif)
+    with Image.open(io.BytesIO(media.make_thumbnail(buf.getvalue()))) as img:
+        assert img.size[1] > img.size[0]  # portrait once upright
+
+
+async def test_save_media_stores_a_thumbnail_next_to_the_original(session, tmp_path):
+    from fakeapi.media import make_jpeg
+
+    store = media.LocalMediaStore(tmp_path)
+    row = await media.save_media(session, store, make_jpeg(1200, 800), "image/jpeg")
+    assert row.thumb_path and row.thumb_path != row.path
+    assert store.exists(row.thumb_path)
+    assert await media.thumbnail(store, row) == store.open(row.thumb_path)
+    pdf = await media.save_media(session, store, b"%PDF-1.4\n%%EOF\n", "application/pdf", kind="document")
+    assert pdf.thumb_path is None
+    assert await media.thumbnail(store, pdf) is None
+
+
+async def test_thumbnail_is_made_from_the_original_when_missing(session, tmp_path):
+    from fakeapi.media import make_jpeg
+
+    store = media.LocalMediaStore(tmp_path)
+    row = await media.save_media(session, store, make_jpeg(900, 900), "image/jpeg")
+    (tmp_path / row.thumb_path).unlink()
+    with Image.open(io.BytesIO(await media.thumbnail(store, row))) as img:
+        assert img.size == (media.THUMB_SIZE, media.THUMB_SIZE)
+
+
+def _pixel(sheet: bytes, xy: tuple[int, int]) -> tuple[int, int, int]:
+    with Image.open(io.BytesIO(sheet)) as img:
+        return img.convert("RGB").getpixel(xy)
+
+
+def test_contact_sheet_grid_numbers_and_red_frames():
+    from fakeapi.media import make_scene_jpeg
+
+    thumbs = [media.make_thumbnail(make_scene_jpeg(seed)) for seed in range(5)]
+    sheet = media.make_contact_sheet(thumbs, flagged={1})
+    cell, gap = media.SHEET_CELL, media.SHEET_GAP
+    with Image.open(io.BytesIO(sheet)) as img:
+        assert img.size == (3 * cell + 4 * gap, 2 * cell + 3 * gap)  # 5 photos: 3 columns, 2 rows
+    # the frame of photo 2 (flagged) is red; photo 1's edge is not
+    r, g, b = _pixel(sheet, (gap + cell + gap + 2, gap + cell // 2))
+    assert r > 180 and g < 90 and b < 90
+    r, g, b = _pixel(sheet, (gap + 2, gap + cell // 2))
+    assert not (r > 180 and g < 90 and b < 90)
+
+
+def test_contact_sheet_keeps_numbering_when_a_thumbnail_is_missing():
+    from fakeapi.media import make_scene_jpeg
+
+    thumbs = [media.make_thumbnail(make_scene_jpeg(1)), None]
+    sheet = media.make_contact_sheet(thumbs)
+    assert sheet is not None
+    # the missing one is a grey cell in its place
+    assert _pixel(sheet, (media.SHEET_GAP * 2 + media.SHEET_CELL + media.SHEET_CELL // 2, media.SHEET_CELL - 10)) == (
+        200,
+        200,
+        200,
+    )
+    assert media.make_contact_sheet([]) is None
+    assert media.make_contact_sheet([None, None]) is None
+
+
+async def test_contact_sheet_from_the_store(session, tmp_path):
+    from fakeapi.media import make_scene_jpeg
+
+    store = media.LocalMediaStore(tmp_path)
+    rows = [await media.save_media(session, store, make_scene_jpeg(s), "image/jpeg") for s in range(3)]
+    sheet = await media.contact_sheet(store, rows, flagged=[2])
+    with Image.open(io.BytesIO(sheet)) as img:
+        assert img.format == "JPEG"
+        assert img.size == (2 * media.SHEET_CELL + 3 * media.SHEET_GAP, 2 * media.SHEET_CELL + 3 * media.SHEET_GAP)

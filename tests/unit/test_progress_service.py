@@ -7,10 +7,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import io
-import random
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 from sqlalchemy import func, select
 
 from bot.domain import evidence
@@ -18,7 +17,7 @@ from bot.domain.permissions import Forbidden
 from bot.domain.workflow import TransitionError
 from bot.services import media, progress, proposals, review, users
 from bot.services.progress import EvidenceFile
-from fakeapi.media import make_jpeg
+from fakeapi.media import make_jpeg, make_scene_jpeg
 from storage.models import (
     AuditLog,
     Outbox,
@@ -51,22 +50,7 @@ def now_wita() -> dt.datetime:
 
 def site_photo(seed: int, *, taken_at: dt.datetime | None = None, gps: tuple[float, float] | None = None) -> bytes:
     """A JPEG of a scene of its own (distinct perceptual hash per seed) with make_jpeg's EXIF."""
-    rnd = random.Random(seed)
-    image = Image.new("RGB", (480, 360), (rnd.randrange(256),) * 3)
-    draw = ImageDraw.Draw(image)
-    for _ in range(14):
-        x, y = rnd.randrange(460), rnd.randrange(340)
-        draw.rectangle(
-            (x, y, x + rnd.randrange(10, 160), y + rnd.randrange(10, 120)),
-            fill=(rnd.randrange(256), rnd.randrange(256), rnd.randrange(256)),
-        )
-    exif = Image.open(io.BytesIO(make_jpeg(16, 16, taken_at=taken_at, gps=gps))).info.get("exif")
-    buf = io.BytesIO()
-    if exif:
-        image.save(buf, "JPEG", quality=85, exif=exif)
-    else:
-        image.save(buf, "JPEG", quality=85)
-    return buf.getvalue()
+    return make_scene_jpeg(seed, taken_at=taken_at, gps=gps)
 
 
 async def stored(s, w, data: bytes) -> EvidenceFile:

@@ -1,0 +1,1 @@
+"""Implementation progress: the Ketua RT's /progres reports and the officer's /verifikasi_progres."""

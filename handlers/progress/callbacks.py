@@ -1,0 +1,14 @@
+"""Callback data of progress reporting and verification (ids only; the dialog lives in the FSM)."""
+
+from __future__ import annotations
+
+from aiogram.filters.callback_data import CallbackData
+
+
+class ProgCb(CallbackData, prefix="pg"):
+    """The Ketua RT's /progres dialog. ``action`` "start" (from any message: begin a report on
+    proposal ``id``) and the wizard's own steps; ``id`` is a proposal id, ``arg`` a step value."""
+
+    action: str
+    id: int = 0
+    arg: str = ""

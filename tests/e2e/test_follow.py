@@ -1,0 +1,116 @@
+"""Residents following an RT over HTTP against the real bot process: follow RT 05 through the
+buttons, get the notice of an approval (and open the public card from it); with quiet hours around
+the current time the notice is held until the end of the window; decisions-only gets no progress
+notice; after /berhenti nothing comes."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from bot.domain import follow as rules
+from bot.services import follows, progress, review, users
+from storage.models import Outbox
+from tests.e2e.conftest import ADMIN_ID, t
+from tests.e2e.test_review import open_card, seed, start_chat, submitted
+
+pytestmark = pytest.mark.e2e
+
+WITA = ZoneInfo("Asia/Makassar")
+
+
+async def follow_rows(db, url: str, chat_id: int) -> list[Outbox]:
+    async with db(url) as s:
+        rows = await s.scalars(
+            select(Outbox).where(Outbox.kind == follows.NOTICE_EVENT, Outbox.chat_id == chat_id).order_by(Outbox.id)
+        )
+        return list(rows.all())
+
+
+async def decide(db, url: str, officer_id: int, proposal_id: int, action: str, note: str | None = None) -> None:
+    async with db(url) as s:
+        roles = await users.load_roles(s, officer_id, (ADMIN_ID,))
+        await review.decide(s, officer_id, roles, proposal_id, action, note=note)
+
+
+async def test_resident_follows_an_rt_and_gets_decision_notices(tg, launch, sqlite_url, db, tmp_path):
+    await launch(sqlite_url)
+    officer = tg.user("Rina", "Petugas", language_code="id")
+    head = tg.user("Budi", language_code="id")
+    ana = tg.user("Ana", language_code="id")
+    await start_chat(officer, head, ana)
+    w = await seed(db, sqlite_url, tmp_path, officer, head)
+    p1 = await submitted(db, tg, w, "Semenisasi gang Mawar")
+
+    # Ana follows RT 05 Api-Api with the buttons, and turns quiet hours off for now.
+    await ana.press(t("🔔 Follow an RT"))
+    await ana.wait_message(t("You do not follow anything yet."))
+    await ana.press("Bontang Utara")
+    await ana.press("Api-Api")
+    await ana.press("05")
+    followed = await ana.wait_message("RT 05", include_edits=True)
+    assert "Api-Api" in followed.text and "/berhenti" in followed.text
+    await ana.send("/pengaturan")
+    await ana.wait_message(t("⚙️ <b>Notice settings</b>"))
+    await ana.press(t("☀️ No quiet hours"))
+    await ana.wait_message(t("Quiet hours: <b>off</b> — notices come at any time."), include_edits=True)
+
+    # The officer approves p1 in the bot: Ana is told, without names, and can open the public card.
+    card = await open_card(officer, p1.code)
+    await officer.press(t("✅ Approve"), message=card)
+    await officer.press(t("✅ Approve without a note"))
+    await officer.wait_edit(card)
+    notice = await ana.wait_message([p1.code, "Semenisasi gang Mawar", "RT 05"], timeout=15)
+    assert t("🔍 See the proposal") in notice.button_texts
+    for secret in ("Rina", "Budi", "+62", str(head.id)):
+        assert secret not in notice.text
+    await ana.press(t("🔍 See the proposal"), message=notice)
+    await ana.wait_message([p1.code, t("Status: {status}").format(status=t("approved"))])
+
+    # Quiet hours around the current time (typed as HH:MM-HH:MM): a decision is held until their end.
+    now_local = dt.datetime.now(WITA)
+    minute = now_local.hour * 60 + now_local.minute
+    start, end = (minute - 60) % rules.DAY, (minute + 60) % rules.DAY
+    await ana.send("/pengaturan")
+    await ana.press(t("✏️ Other hours"))
+    await ana.wait_message("22:00-05:30")
+    await ana.send(f"{rules.format_minute(start).replace('.', ':')}-{rules.format_minute(end).replace('.', ':')}")
+    await ana.wait_message(rules.format_quiet(start, end))
+    p2 = await submitted(db, tg, w, "Lampu jalan gang Anggrek")
+    ana.mark_read()
+    await decide(db, sqlite_url, officer.id, p2.id, "tolak", note="Bukan prioritas tahun ini")
+    await head.wait_message([p2.code, "Bukan prioritas tahun ini"], timeout=15)  # the sender went past it
+    await ana.expect_no_message(2.5)
+    held = (await follow_rows(db, sqlite_url, ana.id))[-1]
+    assert held.payload["proposal_id"] == p2.id and held.status == "pending"
+    due = rules.quiet_until(dt.datetime.now(dt.UTC), start, end, WITA)
+    assert abs(held.next_attempt_at - due) < dt.timedelta(minutes=2)
+    assert held.next_attempt_at.astimezone(WITA).strftime("%H.%M") == rules.format_minute(end)
+
+    # Decisions only, quiet hours off again (what was held comes at once): no progress notice.
+    await ana.send("/pengaturan")
+    await ana.press(t("✅ Decisions only"))
+    await ana.wait_message(t("Notices: <b>{mode}</b>").format(mode=t("✅ Decisions only")), include_edits=True)
+    await ana.press(t("☀️ No quiet hours"))
+    late = await ana.wait_message([p2.code, "Lampu jalan gang Anggrek"], timeout=15)
+    assert "Bukan prioritas" not in late.text
+    async with db(sqlite_url) as s:
+        await progress.report(s, head.id, p1.id, percent=30, spent_total=1_000_000)
+    await officer.wait_message([p1.code, "30%"], timeout=15)  # the officers' notice went out
+    await ana.expect_no_message(1.0)
+    assert [r.payload["event"] for r in await follow_rows(db, sqlite_url, ana.id)] == ["approved", "rejected"]
+
+    # /berhenti: stop following; the next decision on the RT does not reach Ana.
+    await ana.send("/berhenti")
+    await ana.press(t("✖️ Stop: {what}").format(what="RT 05 Api-Api"))
+    await ana.wait_message(
+        t("You are not following anything. To follow an RT or a proposal, use /ikuti."), include_edits=True
+    )
+    p3 = await submitted(db, tg, w, "Pengecatan pos ronda")
+    await decide(db, sqlite_url, officer.id, p3.id, "setujui")
+    await head.wait_message(p3.code, timeout=15)
+    await ana.expect_no_message(1.0)
+    assert len(await follow_rows(db, sqlite_url, ana.id)) == 2
