@@ -367,12 +367,15 @@ def card_keyboard(report: ProgressReport) -> InlineKeyboardMarkup:
         )
     rows = [media_row] if media_row else []
     if report.status == REPORT_PENDING:
+        # One decision per row: both labels stay whole on a small phone.
+        rows.append(
+            [InlineKeyboardButton(text=_("✅ Verified"), callback_data=VerifyProgressCb(action="ok", id=rid).pack())]
+        )
         rows.append(
             [
-                InlineKeyboardButton(text=_("✅ Verified"), callback_data=VerifyProgressCb(action="ok", id=rid).pack()),
                 InlineKeyboardButton(
                     text=_("📝 Ask for more evidence"), callback_data=VerifyProgressCb(action="more", id=rid).pack()
-                ),
+                )
             ]
         )
     return InlineKeyboardMarkup(inline_keyboard=rows)
