@@ -48,7 +48,7 @@ from handlers.common import (
     stale_button,
     when,
 )
-from handlers.media import fetch, incoming_file
+from handlers.media import fetch, incoming_file, send_photos
 from storage.models import (
     ASPIRASI_BARU,
     ASPIRASI_DIBAHAS,
@@ -615,7 +615,6 @@ async def show_photo(
         await query.answer(_("This idea has no photo."), show_alert=True)
         return
     await query.answer()
-    from handlers.public import send_photos
 
     await send_photos(bot, query.message.chat.id, media_store, [row], _("Photo of the idea"))
 

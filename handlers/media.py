@@ -1,11 +1,17 @@
-"""Getting a user's photo or document from the Bot API into the content-addressed media store."""
+"""Files between Telegram and the content-addressed media store: getting a user's photo or document
+in (getFile), and sending stored photos and documents out again (by Telegram file id first, our
+stored copy when Telegram no longer knows the id)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections.abc import Sequence
+from typing import Any
 
 from aiogram import Bot
-from aiogram.types import Message
+from aiogram.exceptions import TelegramBadRequest
+from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.services import media as media_service
@@ -52,3 +58,71 @@ async def fetch(
     return await media_service.save_media(
         session, store, buf.getvalue(), item.mime or "", kind=kind, max_bytes=MAX_DOWNLOAD
     )
+
+
+# --- sending stored files ---------------------------------------------------------------------------
+# ``link``: a row that points at a stored file (ProposalMedia, ProgressMedia, Aspiration): it has
+# ``file`` (the Media row) and ``telegram_file_id``.
+
+
+async def stored_bytes(store: media_service.MediaStore, link: Any) -> bytes | None:
+    try:
+        return await asyncio.to_thread(store.open, link.file.path)
+    except (OSError, ValueError):
+        return None
+
+
+def _upload(link: Any, data: bytes) -> BufferedInputFile:
+    return BufferedInputFile(data, filename=link.file.path.rsplit("/", 1)[-1] or "file")
+
+
+async def send_photos(
+    bot: Bot, chat_id: int, store: media_service.MediaStore, links: Sequence[Any], caption: str
+) -> bool:
+    """Send photos as one album (one photo: a photo) with the caption; False if nothing was sent."""
+    if not links:
+        return False
+
+    async def send(sources: list[Any]) -> None:
+        if len(sources) == 1:
+            await bot.send_photo(chat_id, sources[0], caption=caption)
+        else:
+            await bot.send_media_group(
+                chat_id,
+                [InputMediaPhoto(media=src, caption=caption if i == 0 else None) for i, src in enumerate(sources)],
+            )
+
+    if all(link.telegram_file_id for link in links):
+        try:
+            await send([link.telegram_file_id for link in links])
+            return True
+        except TelegramBadRequest:
+            pass  # a file id Telegram no longer knows: send our stored copies instead
+    uploads = []
+    for link in links:
+        data = await stored_bytes(store, link)
+        if data is not None:
+            uploads.append(_upload(link, data))
+    if not uploads:
+        return False
+    await send(uploads)
+    return True
+
+
+async def send_file(bot: Bot, chat_id: int, store: media_service.MediaStore, link: Any, caption: str) -> bool:
+    """Send one stored file: an image as a photo (or as a document if it came as one), a PDF as a
+    document; False if it is not available any more."""
+    is_image = link.file.mime.startswith("image/")
+    senders = (bot.send_photo, bot.send_document) if is_image else (bot.send_document,)
+    if link.telegram_file_id:
+        for send in senders:
+            try:
+                await send(chat_id, link.telegram_file_id, caption=caption)
+                return True
+            except TelegramBadRequest:
+                continue  # sent to us as a file (not a photo), or no longer known to Telegram
+    data = await stored_bytes(store, link)
+    if data is None:
+        return False
+    await senders[0](chat_id, _upload(link, data), caption=caption)
+    return True

@@ -8,9 +8,6 @@ user typed is escaped before it is shown back.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
-
 from aiogram import Bot, F, Router
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject, StateFilter
@@ -18,11 +15,9 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
-    BufferedInputFile,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    InputMediaPhoto,
     Message,
 )
 from aiogram.utils.i18n import gettext as _
@@ -47,10 +42,11 @@ from handlers.common import (
     stale_button,
 )
 from handlers.follow import follow_proposal_button, follow_rt_button
+from handlers.media import send_photos
 from handlers.proposals.render import EVENT_LABELS, progress_lines, status_label
 from storage.models import Program
 
-__all__ = ["PubCb", "card_text", "router", "send_photos"]
+__all__ = ["PubCb", "card_text", "router"]
 
 router = Router(name=__name__)
 router.message.filter(F.chat.type == "private")
@@ -76,45 +72,6 @@ class Cek(StatesGroup):
 
 
 # --- photos (shared with the RT head's card) ---------------------------------------------------------
-
-
-async def _stored_bytes(store: MediaStore, link) -> bytes | None:
-    try:
-        return await asyncio.to_thread(store.open, link.file.path)
-    except (OSError, ValueError):
-        return None
-
-
-async def send_photos(bot: Bot, chat_id: int, store: MediaStore, links: Sequence, caption: str) -> bool:
-    """Send photos (ProposalMedia / ProgressMedia rows) as one album by Telegram file id; if
-    Telegram no longer knows an id, upload our stored copies instead. False if nothing was sent."""
-    if not links:
-        return False
-
-    async def send(sources: list) -> None:
-        if len(sources) == 1:
-            await bot.send_photo(chat_id, sources[0], caption=caption)
-        else:
-            await bot.send_media_group(
-                chat_id,
-                [InputMediaPhoto(media=src, caption=caption if i == 0 else None) for i, src in enumerate(sources)],
-            )
-
-    if all(link.telegram_file_id for link in links):
-        try:
-            await send([link.telegram_file_id for link in links])
-            return True
-        except TelegramBadRequest:
-            pass  # a file id Telegram no longer knows: send our stored copies instead
-    uploads = []
-    for link in links:
-        data = await _stored_bytes(store, link)
-        if data is not None:
-            uploads.append(BufferedInputFile(data, filename=link.file.path.rsplit("/", 1)[-1] or "photo.jpg"))
-    if not uploads:
-        return False
-    await send(uploads)
-    return True
 
 
 # --- the public card -----------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from bot.services.media import MediaStore
 from bot.services.proposals import InvalidField, ProposalNotFound
 from bot.services.users import Roles
 from handlers.common import BTN_CANCEL, BTN_VERIFY_PROGRESS, N_, Label, cancel_row, main_menu, stale_button
+from handlers.media import send_file, send_photos
 from handlers.progress.verify_render import (
     CARD_LIMIT,
     VerifyProgressCb,
@@ -43,9 +44,8 @@ from handlers.progress.verify_render import (
     verdict_text,
 )
 
-# The review's senders of stored media (Telegram file id first, our stored copy as the fallback).
 # NOTE_TEXT: menu buttons and commands typed while a note is awaited are not notes.
-from handlers.review import NOTE_TEXT, _send_file, _send_photos
+from handlers.review import NOTE_TEXT
 from storage.models import MEDIA_FOTO_PROGRES, MEDIA_NOTA, REPORT_PENDING, REPORT_VERIFIED, ProgressReport, User
 
 __all__ = ["VerifyProgressCb", "router"]
@@ -260,7 +260,7 @@ async def show_media(
             return
         await query.answer()
         caption = _("Site photos of {code} ({percent}%)").format(code=code, percent=report.percent)
-        sent = await _send_photos(bot, chat_id, media_store, links, caption)  # type: ignore[arg-type]
+        sent = await send_photos(bot, chat_id, media_store, links, caption)  # type: ignore[arg-type]
     else:
         links = report.media_of(MEDIA_NOTA)
         if not links:
@@ -272,7 +272,7 @@ async def show_media(
             caption = _("Receipt {n} of {count} · {code} ({percent}%)").format(
                 n=n, count=len(links), code=code, percent=report.percent
             )
-            sent = await _send_file(bot, chat_id, media_store, link, caption) or sent  # type: ignore[arg-type]
+            sent = await send_file(bot, chat_id, media_store, link, caption) or sent  # type: ignore[arg-type]
     if not sent:
         await bot.send_message(chat_id, _("Sorry, this file is not available any more."))
 

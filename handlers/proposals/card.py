@@ -22,6 +22,7 @@ from bot.services.media import MediaStore
 from bot.services.proposals import ProposalNotFound
 from bot.services.users import Roles
 from handlers.common import BTN_PROGRESS, rt_place, stale_button
+from handlers.media import send_photos
 from handlers.progress.callbacks import ProgCb
 from handlers.proposals import render
 from storage.models import Program, Proposal
@@ -139,7 +140,6 @@ async def photos(
         await query.answer(_("No progress photos yet."), show_alert=True)
         return
     await query.answer()
-    from handlers.public import send_photos  # here: handlers.public imports this package
 
     caption = _("Photos of {code}").format(code=proposal.code)
     if not await send_photos(bot, query.from_user.id, media_store, latest.links, caption):

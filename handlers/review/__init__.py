@@ -7,7 +7,6 @@ scope check, its audit row and the RT head's notice live in ``review.decide``.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from contextlib import suppress
 
@@ -17,11 +16,9 @@ from aiogram.filters import Command, CommandObject, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
-    BufferedInputFile,
     CallbackQuery,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
-    InputMediaPhoto,
     Message,
 )
 from aiogram.utils.i18n import gettext as _
@@ -45,6 +42,7 @@ from handlers.common import (
     main_menu,
     stale_button,
 )
+from handlers.media import send_file, send_photos
 from handlers.review.callbacks import ReviewCb
 from handlers.review.render import (
     CARD_LIMIT,
@@ -55,7 +53,7 @@ from handlers.review.render import (
     status_label,
     verdict_text,
 )
-from storage.models import MEDIA_BUKTI_MUSYAWARAH, MEDIA_FOTO_AWAL, Proposal, ProposalMedia, User
+from storage.models import MEDIA_BUKTI_MUSYAWARAH, MEDIA_FOTO_AWAL, Proposal, User
 
 __all__ = ["ReviewCb", "router"]
 
@@ -186,62 +184,6 @@ async def open_card(
 # --- map pin, photos, evidence -------------------------------------------------------------------
 
 
-def _upload(link: ProposalMedia, data: bytes) -> BufferedInputFile:
-    name = link.file.path.rsplit("/", 1)[-1] or "file"
-    return BufferedInputFile(data, filename=name)
-
-
-async def _stored_bytes(store: MediaStore, link: ProposalMedia) -> bytes | None:
-    try:
-        return await asyncio.to_thread(store.open, link.file.path)
-    except (OSError, ValueError):
-        return None
-
-
-async def _send_photos(bot: Bot, chat_id: int, store: MediaStore, links: Sequence[ProposalMedia], caption: str) -> bool:
-    def album(sources: list) -> list[InputMediaPhoto]:
-        return [InputMediaPhoto(media=src, caption=caption if i == 0 else None) for i, src in enumerate(sources)]
-
-    async def send(sources: list) -> None:
-        if len(sources) == 1:
-            await bot.send_photo(chat_id, sources[0], caption=caption)
-        else:
-            await bot.send_media_group(chat_id, album(sources))
-
-    if all(link.telegram_file_id for link in links):
-        try:
-            await send([link.telegram_file_id for link in links])
-            return True
-        except TelegramBadRequest:
-            pass  # a file id Telegram no longer knows: send our stored copies instead
-    uploads = []
-    for link in links:
-        data = await _stored_bytes(store, link)
-        if data is not None:
-            uploads.append(_upload(link, data))
-    if not uploads:
-        return False
-    await send(uploads)
-    return True
-
-
-async def _send_file(bot: Bot, chat_id: int, store: MediaStore, link: ProposalMedia, caption: str) -> bool:
-    is_image = link.file.mime.startswith("image/")
-    senders = (bot.send_photo, bot.send_document) if is_image else (bot.send_document,)
-    if link.telegram_file_id:
-        for send in senders:
-            try:
-                await send(chat_id, link.telegram_file_id, caption=caption)
-                return True
-            except TelegramBadRequest:
-                continue  # sent to us as a file (not a photo), or no longer known to Telegram
-    data = await _stored_bytes(store, link)
-    if data is None:
-        return False
-    await senders[0](chat_id, _upload(link, data), caption=caption)
-    return True
-
-
 @router.callback_query(ReviewCb.filter(F.action.in_({"loc", "foto", "bukti"})))
 async def show_media(
     query: CallbackQuery,
@@ -270,7 +212,7 @@ async def show_media(
             await query.answer(_("This proposal has no photos."), show_alert=True)
             return
         await query.answer()
-        sent = await _send_photos(bot, chat_id, media_store, links, _("Photos of {code}").format(code=code))
+        sent = await send_photos(bot, chat_id, media_store, links, _("Photos of {code}").format(code=code))
     else:
         links = proposal.media_of(MEDIA_BUKTI_MUSYAWARAH)
         if not links:
@@ -280,7 +222,7 @@ async def show_media(
         caption = _("Musyawarah evidence of {code}").format(code=code)
         sent = False
         for link in links:
-            sent = await _send_file(bot, chat_id, media_store, link, caption) or sent
+            sent = await send_file(bot, chat_id, media_store, link, caption) or sent
     if not sent:
         await bot.send_message(chat_id, _("Sorry, this file is not available any more."))
 
