@@ -1,5 +1,6 @@
 """Command line: ``prolita-bot`` (run the bot), ``prolita-bot db upgrade``,
-``prolita-bot import-wilayah FILE.csv``, ``prolita-bot program show|set``, ``prolita-bot sandbox``."""
+``prolita-bot import-wilayah FILE.csv``, ``prolita-bot program show|set``, ``prolita-bot export``,
+``prolita-bot sandbox``."""
 
 from __future__ import annotations
 
@@ -72,6 +73,12 @@ def _parser() -> argparse.ArgumentParser:
     prog.add_argument("--closes", type=date.fromisoformat, help="last day proposals may be sent (YYYY-MM-DD)")
     imp = sub.add_parser("import-wilayah", help="import kecamatan/kelurahan/RT master data from a CSV")
     imp.add_argument("file", type=Path, help="CSV with columns kecamatan,kelurahan,rt")
+    exp = sub.add_parser("export", help="write the Excel recap (XLSX) of a fiscal year, city-wide or for one area")
+    exp.add_argument("--year", type=int, help="fiscal year (default: the current one)")
+    exp.add_argument("--out", type=Path, required=True, help="the .xlsx file to write, e.g. recap.xlsx")
+    where = exp.add_mutually_exclusive_group()
+    where.add_argument("--kelurahan", help="only this kelurahan, e.g. Api-Api")
+    where.add_argument("--kecamatan", help="only this kecamatan, e.g. 'Bontang Utara'")
     sandbox = sub.add_parser(
         "sandbox", help="run the bot offline with a fake Telegram and a web chat (demo data; no BOT_TOKEN needed)"
     )
@@ -185,6 +192,59 @@ async def _import(settings: Settings, path: Path) -> int:
     return 0
 
 
+async def _export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.domain.money import format_rupiah
+    from bot.services import export
+    from storage.db import create_engine, create_sessionmaker
+    from storage.migrate import upgrade
+
+    year = args.year or settings.current_fiscal_year()
+    out: Path = args.out
+    partial = out.with_name(out.name + ".part")
+    engine = create_engine(settings.database_url)
+    try:
+        await upgrade(engine)
+        async with create_sessionmaker(engine)() as session:
+            try:
+                scope = await export.scope_for_place(session, kelurahan=args.kelurahan, kecamatan=args.kecamatan)
+            except export.PlaceNotFound as exc:
+                why = "is in more than one kecamatan" if exc.ambiguous else "is not known"
+                print(f"prolita-bot: {exc.kind} {exc.name!r} {why}; known: {', '.join(exc.known)}", file=sys.stderr)
+                return 2
+
+            def progress(done: int, total: int) -> None:
+                width = 30
+                filled = width * done // max(total, 1)
+                print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} proposals", end="", file=sys.stderr)
+                if done >= total:
+                    print(file=sys.stderr)
+
+            try:
+                summary = await export.export(session, scope, year, partial, tz=settings.timezone, on_progress=progress)
+                partial.replace(out)  # a finished file only: never a half-written one under the final name
+            except export.NoProgram:
+                print(
+                    f"prolita-bot: there is no programme for the fiscal year {year}; nothing to export", file=sys.stderr
+                )
+                return 1
+            except OSError as exc:
+                print(f"\nprolita-bot: cannot write {out}: {exc.strerror or exc}", file=sys.stderr)
+                return 1
+            await export.record(session, None, summary, via="cli")
+    finally:
+        partial.unlink(missing_ok=True)
+        await engine.dispose()
+    t = summary.total
+    print(f"{summary.meta.program_name} {year}, {summary.meta.scope_label}: wrote {out}")
+    print(f"  proposals : {t.listed} listed, {t.counted} counted (rejected/withdrawn not counted)")
+    print(f"  RTs       : {t.rts_with_proposals} of {t.rts} with proposals")
+    print(f"  ceiling   : {format_rupiah(t.ceiling)}")
+    print(f"  proposed  : {format_rupiah(t.proposed)}")
+    print(f"  approved  : {format_rupiah(t.approved)}")
+    print(f"  realised  : {format_rupiah(t.realised)}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "sandbox":  # self-contained: its own token, database and settings
@@ -206,6 +266,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"prolita-bot: {args.file}: no such file", file=sys.stderr)
             return 2
         return asyncio.run(_import(settings, args.file))
+    if args.command == "export":
+        if args.year is not None and not 2000 <= args.year <= 2100:
+            print(f"prolita-bot: --year {args.year}: give a fiscal year such as 2026", file=sys.stderr)
+            return 2
+        if args.out.suffix.lower() != ".xlsx":
+            print(f"prolita-bot: --out {args.out}: give a file name ending in .xlsx", file=sys.stderr)
+            return 2
+        if not args.out.parent.is_dir():
+            print(f"prolita-bot: --out {args.out}: folder {args.out.parent} does not exist", file=sys.stderr)
+            return 2
+        return asyncio.run(_export(settings, args))
     if settings.bot_token is None or not settings.bot_token.get_secret_value().strip():
         print(NO_TOKEN, file=sys.stderr, end="")
         return 2

@@ -62,6 +62,8 @@ def build_storage(
 def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n) -> Dispatcher:
     from handlers import admin, common, errors, proposals, public, registration, review, start, verification
     from handlers import aspirations as aspirations_handlers
+    from handlers import broadcast as broadcast_handlers
+    from handlers import export as export_handlers
     from handlers import follow as follow_handlers
     from handlers import privacy as privacy_handlers
     from handlers import votes as votes_handlers
@@ -99,6 +101,8 @@ def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncS
         privacy_handlers.router,
         follow_handlers.router,
         votes_handlers.router,
+        export_handlers.router,
+        broadcast_handlers.router,
         errors.router,
     )
     return dp
@@ -133,6 +137,8 @@ def command_menu(roles: str = "default") -> list[tuple[str, str]]:
             ("tinjau", N_("Review submitted proposals")),
             ("verifikasi", N_("Verify Ketua RT registrations")),
             ("verifikasi_progres", N_("Verify progress reports")),
+            ("ekspor", N_("Excel recap of my area")),
+            ("siaran", N_("Broadcast a message (admin)")),
             ("petugas", N_("Appoint or revoke officers")),
         ]
     return base
@@ -193,7 +199,13 @@ async def run_bot(settings: Settings) -> None:
     i18n = build_i18n()
     bot = build_bot(settings)
     dp = build_dispatcher(settings, sessionmaker, i18n)
-    sender = OutboxSender(bot, sessionmaker, i18n, settings.admin_ids)
+    sender = OutboxSender(
+        bot, sessionmaker, i18n, settings.admin_ids,
+        rate=settings.send_rate, concurrency=settings.send_concurrency, lease=settings.send_lease,
+    )
+    from bot.notices_broadcast import BroadcastProgress
+
+    progress = BroadcastProgress(bot, sessionmaker, i18n, sender)  # edits admins' "Terkirim 120/499"
     from bot.services.votes import VoteCloser
 
     closer = VoteCloser(sessionmaker)  # closes due musyawarah votes (until the scheduler does it)
@@ -209,6 +221,7 @@ async def run_bot(settings: Settings) -> None:
                 poller.stop()
             sender.stop()
             closer.stop()
+            progress.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with suppress(NotImplementedError):
@@ -226,12 +239,15 @@ async def run_bot(settings: Settings) -> None:
             poller.stop()
         sender_task = asyncio.create_task(sender.run(), name="outbox-sender")
         closer_task = asyncio.create_task(closer.run(), name="vote-closer")  # also runs once at start-up
+        progress_task = asyncio.create_task(progress.run(), name="broadcast-progress")
         await poller.run()
         await dp.workflow_data["album_replies"].flush()  # albums still waiting for their one answer
         sender.stop()
         closer.stop()
+        progress.stop()
         await sender_task
         await closer_task
+        await progress_task
         await dp.emit_shutdown(bot=bot)
     finally:
         await dp.storage.close()

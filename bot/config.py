@@ -42,6 +42,12 @@ class Settings(BaseSettings):
     # Long polling: seconds the Bot API server may hold a getUpdates request open.
     polling_timeout: int = 25
 
+    # Delivery engine (bot/notifier.py): messages per second overall, requests in flight at once,
+    # and how long a claimed outbox row is reserved for its sender before another may take it.
+    send_rate: float = 25.0
+    send_concurrency: int = 8
+    send_lease: int = 300
+
     @field_validator("admin_ids", mode="before")
     @classmethod
     def _parse_admin_ids(cls, value: object) -> object:
@@ -115,6 +121,27 @@ class Settings(BaseSettings):
     def _check_polling_timeout(cls, value: int) -> int:
         if not 0 <= value <= 50:
             raise ValueError("must be between 0 and 50 seconds")
+        return value
+
+    @field_validator("send_rate")
+    @classmethod
+    def _check_send_rate(cls, value: float) -> float:
+        if not 0.1 <= value <= 1000:
+            raise ValueError("must be messages per second between 0.1 and 1000, e.g. 25")
+        return value
+
+    @field_validator("send_concurrency")
+    @classmethod
+    def _check_send_concurrency(cls, value: int) -> int:
+        if not 1 <= value <= 100:
+            raise ValueError("must be between 1 and 100, e.g. 8")
+        return value
+
+    @field_validator("send_lease")
+    @classmethod
+    def _check_send_lease(cls, value: int) -> int:
+        if not 10 <= value <= 86400:
+            raise ValueError("must be seconds between 10 and 86400, e.g. 300 (longer than a request may take)")
         return value
 
     @property

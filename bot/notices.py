@@ -349,4 +349,4 @@ async def _progress_verified(session: AsyncSession, row: Outbox, admin_ids: tupl
 
 
 # Renderers of other features register themselves on import.
-from bot import notices_aspirations, notices_follow, notices_votes  # noqa: E402,F401
+from bot import notices_aspirations, notices_broadcast, notices_follow, notices_votes  # noqa: E402,F401

@@ -1,11 +1,28 @@
-"""The outbox sender: delivers notifications written by services, at most once each.
+"""The delivery engine: sends the outbox rows written by services, within Telegram's limits.
 
-A row is claimed (``pending`` → ``sending``) in its own transaction before the API call and
-marked ``sent`` right after, so a restart never sends a delivered row twice; a row left in
-``sending`` by a crash is retried after a grace period (the only case where a duplicate is
-possible, and only if the crash fell between Telegram accepting the message and our commit).
-Transient errors back off; ``retry_after`` from a 429 pauses the whole sender as Telegram asks;
-a user who blocked the bot is marked and not retried.
+Guarantees:
+
+* **Never the same row twice** from two senders: a row is *claimed* in its own transaction
+  (``pending`` → ``sending`` with a lease, ``claimed_until``) under ``SELECT … FOR UPDATE SKIP
+  LOCKED`` on PostgreSQL and SQLite's write lock, so two bot instances take disjoint rows; it is
+  marked ``sent`` in the transaction right after Telegram's answer.
+* **Resumes after a restart**: rows are given back (``pending``) when the sender stops or must wait
+  out a long pause; a row left in ``sending`` by a crash is claimed again once its lease has
+  expired (``SEND_LEASE``). That is the only way a message can go out twice, and only if the crash
+  fell between Telegram accepting it and our commit (milliseconds; Telegram has no idempotency key).
+* **Telegram's limits**: a global token bucket (``SEND_RATE``/s) and per-chat spacing (1/s, bursts
+  of 3), ``SEND_CONCURRENCY`` requests in flight. A 429 pauses that chat (when we were writing to it
+  in quick succession) or everything, for ``retry_after``; 429s are counted in the log.
+* **Transient failures** (5xx, network errors) are retried with exponential backoff and jitter
+  (2, 4, 8 … s, at most 5 min) through ``next_attempt_at``; after ``MAX_ATTEMPTS`` tries or
+  ``MAX_AGE`` the row is marked ``failed`` with ``last_error`` and logged.
+* **A timeout is an unknown outcome** (the request may have been delivered): a broadcast row is not
+  sent again (``failed``, "unknown: …": a duplicate mass message is worse than one missing); other
+  notices are retried, since a lost decision notice costs more than a rare duplicate. After a
+  timeout the whole sender pauses briefly, so an outage of minutes only touches the requests that
+  were in flight, never the queue.
+* **Blocked users** (403 "bot was blocked by the user", "user is deactivated") are marked
+  ``users.blocked_bot``; their rows fail without a request until they write to the bot again.
 
 A rendered notice is usually text (``notices.Notice``: ``send_message``). A notice may instead
 bring its own ``deliver(bot, chat_id)`` coroutine (e.g. a native poll, or stopping one; see
@@ -19,22 +36,24 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import (
+    TelegramAPIError,
     TelegramBadRequest,
     TelegramForbiddenError,
     TelegramNetworkError,
     TelegramRetryAfter,
-    TelegramServerError,
 )
 from aiogram.utils.i18n import I18n
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import notices
+from bot.domain.delivery import SendLimiter, backoff
 from bot.services import outbox as outbox_service
 from storage.db import begin_write
 from storage.models import OUTBOX_FAILED, OUTBOX_PENDING, OUTBOX_SENT, Outbox, User, utcnow
@@ -43,8 +62,18 @@ log = logging.getLogger("prolita.notifier")
 
 OUTBOX_SENDING = "sending"
 MAX_ATTEMPTS = 8
-STUCK_AFTER = dt.timedelta(minutes=5)
+MAX_AGE = dt.timedelta(days=2)
 BATCH = 25
+RELEASE_AFTER = 2.0  # a row that would wait longer than this for the limiter is given back
+TIMEOUT_PAUSE = 5.0  # after a request timed out, nothing is sent for this long
+BLOCKED = "blocked: "  # last_error prefix of rows not delivered because the user blocked the bot
+UNKNOWN = "unknown: "  # last_error prefix of rows whose delivery is unknown (timed out)
+NOT_RESENT_ON_TIMEOUT = frozenset({"broadcast"})
+
+
+def is_timeout(exc: BaseException) -> bool:
+    """aiogram's read timeout: the request was sent, the answer never came (maybe delivered)."""
+    return isinstance(exc, TelegramNetworkError) and "timeout" in exc.message.lower()
 
 
 class OutboxSender:
@@ -56,12 +85,21 @@ class OutboxSender:
         admin_ids: tuple[int, ...],
         *,
         poll_interval: float = 2.0,
+        rate: float = 25.0,
+        concurrency: int = 8,
+        lease: float = 300.0,
+        limiter: SendLimiter | None = None,
     ) -> None:
         self.bot = bot
         self.sessionmaker = sessionmaker
         self.i18n = i18n
         self.admin_ids = admin_ids
         self.poll_interval = poll_interval
+        self.limiter = limiter or SendLimiter(rate)
+        self.concurrency = concurrency
+        self.lease = dt.timedelta(seconds=lease)
+        self.batch = max(BATCH, int(rate))  # about a second's worth of messages per pass
+        self.stats: Counter[str] = Counter()
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._unsubscribe = outbox_service.on_enqueued(self._wake.set)
@@ -73,16 +111,33 @@ class OutboxSender:
         self._stop.set()
         self._wake.set()
 
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when stopping."""
+        if seconds > 0 and not self._stop.is_set():
+            try:
+                await asyncio.wait_for(self._stop.wait(), timeout=seconds)
+            except TimeoutError:
+                pass
+
+    async def acquire(self, chat_id: int) -> None:
+        """Wait for a sending slot for ``chat_id`` (for other senders in this process, e.g. the
+        broadcast progress editor, so they count against the same limits)."""
+        while True:
+            wait = self.limiter.try_acquire(chat_id)
+            if wait <= 0:
+                return
+            await asyncio.sleep(min(wait, 1.0))
+
     async def run(self) -> None:
         try:
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
-                    sent = await self.run_once()
+                    done = await self.run_once()
                 except Exception:
                     log.exception("outbox pass failed")
-                    sent = 0
-                if sent:
+                    done = 0
+                if done:
                     continue
                 try:
                     await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
@@ -91,7 +146,7 @@ class OutboxSender:
         finally:
             self._unsubscribe()
 
-    async def _claim(self) -> Sequence[Outbox]:
+    async def _claim(self, limit: int) -> Sequence[Outbox]:
         now = utcnow()
         async with self.sessionmaker() as session:
             await begin_write(session)
@@ -101,30 +156,71 @@ class OutboxSender:
                     .where(
                         or_(
                             (Outbox.status == OUTBOX_PENDING) & (Outbox.next_attempt_at <= now),
-                            (Outbox.status == OUTBOX_SENDING) & (Outbox.next_attempt_at <= now - STUCK_AFTER),
+                            (Outbox.status == OUTBOX_SENDING) & (Outbox.claimed_until <= now),
+                            # claimed before leases existed (migration 0006)
+                            (Outbox.status == OUTBOX_SENDING)
+                            & Outbox.claimed_until.is_(None)
+                            & (Outbox.next_attempt_at <= now - self.lease),
                         )
                     )
                     .order_by(Outbox.next_attempt_at, Outbox.id)
-                    .limit(BATCH)
+                    .limit(limit)
                     .with_for_update(skip_locked=True)
                 )
             ).all()
             for row in rows:
+                if row.status == OUTBOX_SENDING:
+                    log.warning(
+                        "outbox %s (%s to %s): its sender stopped mid-send (lease expired); sending it again",
+                        row.id, row.kind, row.chat_id,
+                    )
                 row.status = OUTBOX_SENDING
                 row.attempts += 1
                 row.next_attempt_at = now
+                row.claimed_until = now + self.lease
             await session.commit()
             return rows
 
     async def run_once(self) -> int:
-        """Deliver what is due now; returns how many rows were processed."""
-        rows = await self._claim()
+        """Deliver what is due now (up to a batch, concurrently); returns how many rows were taken."""
+        await self._sleep(self.limiter.paused_for())
+        if self._stop.is_set():
+            return 0
+        rows = await self._claim(self.batch)
+        if not rows:
+            return 0
+        before = self.stats.copy()
+        slots = asyncio.Semaphore(self.concurrency)
+
+        async def one(row: Outbox) -> None:
+            async with slots:
+                if self._stop.is_set():  # give the rest back untouched
+                    await self._finish(row.id, status=OUTBOX_PENDING, error=None, undo_attempt=True)
+                    return
+                try:
+                    await self._deliver(row)
+                except Exception:  # e.g. the database went away: the lease brings the row back
+                    log.exception("outbox %s: delivery failed unexpectedly", row.id)
+                    self.stats["error"] += 1
+
+        # Different chats in parallel; one chat's rows in order (an intro before its poll).
+        by_chat: dict[int, list[Outbox]] = {}
         for row in rows:
-            if self._stop.is_set():
-                # Give the rest back untouched.
-                await self._finish(row.id, status=OUTBOX_PENDING, error=None, delay=0, undo_attempt=True)
-                continue
-            await self._deliver(row)
+            by_chat.setdefault(row.chat_id, []).append(row)
+
+        async def in_order(rows_of_chat: list[Outbox]) -> None:
+            for row in sorted(rows_of_chat, key=lambda r: r.id):
+                await one(row)
+
+        await asyncio.gather(*(in_order(group) for group in by_chat.values()))
+        delta = self.stats - before
+        log.info(
+            "outbox pass: %d taken; sent %d, retry %d, failed %d, blocked %d, given back %d, 429 %d (429s so far %d)",
+            len(rows), delta["sent"], delta["retry"], delta["failed"], delta["blocked"],
+            delta["given_back"], delta["429"], self.stats["429"],
+        )
+        # Telegram asked us to wait (429 for everything): wait here rather than spin.
+        await self._sleep(self.limiter.paused_for())
         return len(rows)
 
     async def _deliver(self, row: Outbox) -> None:
@@ -132,46 +228,100 @@ class OutboxSender:
             user = await session.get(User, row.chat_id)
             lang = user.language if user is not None else "id"
             if user is not None and user.blocked_bot:
-                await self._finish(row.id, status=OUTBOX_FAILED, error="blocked by user")
+                self.stats["blocked"] += 1
+                await self._finish(row.id, status=OUTBOX_FAILED, error=BLOCKED + "the user blocked the bot earlier")
                 return
             try:
                 with self.i18n.context(), self.i18n.use_locale(lang):
                     notice = await notices.render(session, row, self.admin_ids)
             except Exception as exc:  # a bug in a renderer must not stall the other notices
                 log.exception("cannot render outbox %s (%s)", row.id, row.kind)
+                self.stats["failed"] += 1
                 await self._finish(row.id, status=OUTBOX_FAILED, error=f"render: {exc!r}")
                 return
         if notice is None:
             await self._finish(row.id, status=OUTBOX_SENT, error="obsolete; not sent")
             return
         deliver = getattr(notice, "deliver", None)
-        try:
-            if deliver is not None:
-                sent: Any = await deliver(self.bot, row.chat_id)
-            else:
-                sent = await self.bot.send_message(row.chat_id, notice.text, reply_markup=notice.reply_markup)
-        except TelegramRetryAfter as exc:
-            log.warning("429 from Telegram: pausing the outbox for %ss", exc.retry_after)
-            await self._finish(row.id, status=OUTBOX_PENDING, error="429", delay=exc.retry_after, undo_attempt=True)
-            await asyncio.sleep(exc.retry_after)
-            return
-        except TelegramForbiddenError as exc:
-            await self._mark_blocked(row.chat_id)
-            await self._finish(row.id, status=OUTBOX_FAILED, error=str(exc))
-            return
-        except TelegramBadRequest as exc:
-            await self._finish(row.id, status=OUTBOX_FAILED, error=str(exc))
-            log.warning("outbox %s to %s refused: %s", row.id, row.chat_id, exc)
-            return
-        except (TelegramNetworkError, TelegramServerError, OSError) as exc:
-            if row.attempts >= MAX_ATTEMPTS:
+        for _try in range(5):
+            if not await self._slot(row):
+                return
+            try:
+                if deliver is not None:
+                    sent: Any = await deliver(self.bot, row.chat_id)
+                else:
+                    sent = await self.bot.send_message(row.chat_id, notice.text, reply_markup=notice.reply_markup)
+                break
+            except TelegramRetryAfter as exc:
+                # Paused as Telegram asks; a short pause is waited out here (next _slot), a long
+                # one gives the row back.
+                self.stats["429"] += 1
+                scope = self.limiter.on_retry_after(row.chat_id, exc.retry_after)
+                log.warning(
+                    "429 #%d from Telegram (chat %s): pausing %s for %ss",
+                    self.stats["429"], row.chat_id, "this chat" if scope == "chat" else "all sending",
+                    exc.retry_after,
+                )
+                continue
+            except TelegramForbiddenError as exc:
+                self.stats["blocked"] += 1
+                log.info("outbox %s: user %s cannot be reached (%s); marked as blocked",
+                         row.id, row.chat_id, exc.message)
+                await self._mark_blocked(row.chat_id)
+                await self._finish(row.id, status=OUTBOX_FAILED, error=BLOCKED + exc.message)
+                return
+            except TelegramBadRequest as exc:
+                self.stats["failed"] += 1
                 await self._finish(row.id, status=OUTBOX_FAILED, error=str(exc))
-            else:
-                await self._finish(row.id, status=OUTBOX_PENDING, error=str(exc), delay=min(2**row.attempts, 600))
+                log.warning("outbox %s to %s refused: %s", row.id, row.chat_id, exc)
+                return
+            except (TelegramAPIError, OSError) as exc:  # 5xx, network errors, timeouts
+                await self._transient(row, exc)
+                return
+        else:  # 429 again and again: back to the queue
+            self.stats["given_back"] += 1
+            wait = max(1.0, self.limiter.paused_for(row.chat_id))
+            await self._finish(row.id, status=OUTBOX_PENDING, error="429", delay=wait, undo_attempt=True)
             return
+        self.stats["sent"] += 1
         record = getattr(notice, "record", None)
         on_sent = None if record is None else (lambda session: record(session, sent))
         await self._finish(row.id, status=OUTBOX_SENT, error=None, on_sent=on_sent)
+
+    async def _slot(self, row: Outbox) -> bool:
+        """Wait for the limiter; a long wait (or stopping) gives the row back and returns False."""
+        while True:
+            wait = self.limiter.try_acquire(row.chat_id)
+            if wait <= 0:
+                return True
+            if wait > RELEASE_AFTER or self._stop.is_set():
+                self.stats["given_back"] += 1
+                await self._finish(row.id, status=OUTBOX_PENDING, error=None, delay=wait, undo_attempt=True)
+                return False
+            await asyncio.sleep(wait)
+
+    async def _transient(self, row: Outbox, exc: BaseException) -> None:
+        error = str(exc)
+        if is_timeout(exc):
+            self.limiter.pause_all(TIMEOUT_PAUSE)
+            if row.kind in NOT_RESENT_ON_TIMEOUT:
+                self.stats["failed"] += 1
+                log.warning("outbox %s (%s to %s): request timed out, delivery unknown; not sent again",
+                            row.id, row.kind, row.chat_id)
+                await self._finish(row.id, status=OUTBOX_FAILED, error=UNKNOWN + error)
+                return
+        too_old = row.created_at is not None and utcnow() - _aware(row.created_at) > MAX_AGE
+        if row.attempts >= MAX_ATTEMPTS or too_old:
+            self.stats["failed"] += 1
+            log.warning("outbox %s (%s to %s): giving up after %d attempts: %s",
+                        row.id, row.kind, row.chat_id, row.attempts, error)
+            await self._finish(row.id, status=OUTBOX_FAILED, error=error)
+            return
+        delay = backoff(row.attempts)
+        self.stats["retry"] += 1
+        log.warning("outbox %s (%s to %s): attempt %d failed (%s); retrying in %.0fs",
+                    row.id, row.kind, row.chat_id, row.attempts, error, delay)
+        await self._finish(row.id, status=OUTBOX_PENDING, error=error, delay=delay)
 
     async def _finish(
         self,
@@ -193,7 +343,7 @@ class OutboxSender:
                     await session.rollback()
                     await begin_write(session)
                     error = f"record: {exc!r}"
-            values: dict[str, object] = {"status": status, "last_error": error}
+            values: dict[str, object] = {"status": status, "last_error": error, "claimed_until": None}
             if status == OUTBOX_SENT:
                 values["sent_at"] = utcnow()
             if status == OUTBOX_PENDING:
@@ -209,3 +359,7 @@ class OutboxSender:
             await begin_write(session)
             await session.execute(update(User).where(User.id == user_id).values(blocked_bot=True))
             await session.commit()
+
+
+def _aware(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)

@@ -53,6 +53,8 @@ BTN_SETTINGS = N_("⚙️ Notice settings")
 BTN_SEND_IDEA = N_("💡 Send an idea to my RT")
 BTN_IDEAS_INBOX = N_("💡 Residents' ideas")
 BTN_VOTE = N_("🗳 Musyawarah vote")
+BTN_EXPORT = N_("📊 Export recap (Excel)")
+BTN_BROADCAST = N_("📣 Broadcast")
 BTN_CANCEL = N_("✖️ Cancel")
 BTN_BACK = N_("⬅️ Back")
 BTN_SHARE_PHONE = N_("📱 Send my phone number")
@@ -78,6 +80,8 @@ MENU_LABELS = (
     BTN_SEND_IDEA,
     BTN_IDEAS_INBOX,
     BTN_VOTE,
+    BTN_EXPORT,
+    BTN_BROADCAST,
     BTN_BACK,
 )
 
@@ -135,6 +139,8 @@ KNOWN_COMMANDS = frozenset(
         "musyawarah",
         "dataku",
         "hapusdata",
+        "ekspor",
+        "siaran",
     }
 )
 
@@ -167,9 +173,9 @@ def main_menu(roles: Roles | None) -> ReplyKeyboardMarkup:
         rows.append([KeyboardButton(text=_(BTN_IDEAS_INBOX)), KeyboardButton(text=_(BTN_VOTE))])
     if PETUGAS in names:
         rows.append([KeyboardButton(text=_(BTN_REVIEW)), KeyboardButton(text=_(BTN_VERIFY))])
-        rows.append([KeyboardButton(text=_(BTN_VERIFY_PROGRESS))])
+        rows.append([KeyboardButton(text=_(BTN_VERIFY_PROGRESS)), KeyboardButton(text=_(BTN_EXPORT))])
     if ADMIN in names:
-        rows.append([KeyboardButton(text=_(BTN_OFFICERS))])
+        rows.append([KeyboardButton(text=_(BTN_OFFICERS)), KeyboardButton(text=_(BTN_BROADCAST))])
     if KETUA_RT not in names and PETUGAS not in names:
         if roles is not None and roles.pending is not None:
             rows.append([KeyboardButton(text=_(BTN_REG_STATUS))])

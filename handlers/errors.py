@@ -13,6 +13,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, ErrorEvent, Message
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import DEFAULT_LOCALE
@@ -70,7 +71,9 @@ async def on_error(event: ErrorEvent, i18n: I18n | None = None, user: User | Non
     target = update.message or (update.callback_query.message if update.callback_query else None)
     if target is None or i18n is None:
         return True
-    with i18n.context(), i18n.use_locale(getattr(user, "language", None) or DEFAULT_LOCALE):
+    # The failed update's session was rolled back: read the language without loading anything.
+    language = sa_inspect(user).dict.get("language") if user is not None else None
+    with i18n.context(), i18n.use_locale(language or DEFAULT_LOCALE):
         text = _(
             "Sorry, something went wrong on our side. What you entered before is kept; please try again in a moment."
         )

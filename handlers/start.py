@@ -72,8 +72,10 @@ def help_text(roles: Roles) -> str:
         lines.append(_("/tinjau — review proposals waiting in your area"))
         lines.append(_("/verifikasi — check and verify Ketua RT registrations"))
         lines.append(_("/verifikasi_progres — check progress reports and their photos"))
+        lines.append(_("/ekspor — the recap of your area as an Excel file"))
     if ADMIN in names:
         lines.append(_("/petugas — appoint or revoke officers"))
+        lines.append(_("/siaran — send a message to a role or an area"))
     lines.append(_("/cek — check any proposal by its code"))
     lines.append(_("/jelajah — browse the proposals of every RT"))
     if KETUA_RT not in names:

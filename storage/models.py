@@ -293,7 +293,10 @@ class Outbox(Base):
     """A notification written in the same transaction as the change it reports."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_broadcast", "broadcast_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     chat_id: Mapped[int] = mapped_column(BigInteger, index=True)
@@ -305,6 +308,10 @@ class Outbox(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     sent_at: Mapped[dt.datetime | None] = mapped_column()
     last_error: Mapped[str | None] = mapped_column(Text)
+    # status "sending": the sender that claimed the row holds it until then (a lease); past it, a
+    # crashed sender's row is claimed again.
+    claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    broadcast_id: Mapped[int | None] = mapped_column(Integer)  # kind "broadcast": its Broadcast
 
 
 class HandledUpdate(Base):
@@ -690,3 +697,26 @@ class VoteAnswer(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     option_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
     answered_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+# --- broadcasts (/siaran) ---------------------------------------------------------------------
+
+
+class Broadcast(Base):
+    """An admin's message to an audience: one outbox row per recipient (``Outbox.broadcast_id``).
+
+    Progress (sent / failed of ``total``) is counted from those rows, so it survives a restart;
+    the admin's progress message is edited until ``finished_at``."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    admin_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    audience: Mapped[str] = mapped_column(String(32))  # heads | officers | all | rt:ID | kel:ID | kec:ID
+    text: Mapped[str] = mapped_column(Text)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_blocked: Mapped[int] = mapped_column(Integer, default=0)  # blocked the bot before: not enqueued
+    progress_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    progress_message_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column()

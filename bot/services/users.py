@@ -59,7 +59,11 @@ async def ensure_user(
     session: AsyncSession, user_id: int, first_name: str, last_name: str | None, username: str | None
 ) -> User:
     user = await session.get(User, user_id)
-    changed = user is None or (user.first_name, user.last_name, user.username) != (first_name, last_name, username)
+    changed = (
+        user is None
+        or user.blocked_bot  # they wrote to the bot again: they can be reached again
+        or (user.first_name, user.last_name, user.username) != (first_name, last_name, username)
+    )
     if not changed:
         return user
     await begin_write(session)

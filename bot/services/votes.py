@@ -349,8 +349,16 @@ async def answer(
     await begin_write(session)
     poll = await session.scalar(select(VotePoll).where(VotePoll.poll_id == poll_id))
     if poll is None:
-        await release(session)
-        return AnswerOutcome("unknown")
+        # Answered before the sender recorded the poll's id (it records it right after sending, in
+        # its own transaction): a poll of this person still without an id is the one, if only one.
+        unrecorded = (
+            await session.scalars(select(VotePoll).where(VotePoll.user_id == user_id, VotePoll.poll_id.is_(None)))
+        ).all()
+        if len(unrecorded) != 1:
+            await release(session)
+            return AnswerOutcome("unknown")
+        poll = unrecorded[0]
+        poll.poll_id = poll_id
     # Lock the vote row: closing (a conditional UPDATE of the same row) waits for this answer, or
     # this answer waits for the closing and then sees it closed. Never counted after the count.
     vote = await session.scalar(

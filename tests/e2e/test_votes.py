@@ -106,9 +106,14 @@ async def test_vote_with_three_voters(db_url, tg, launch, db, tmp_path):
         assert poll["is_anonymous"] is False and poll["allows_multiple_answers"] is False
         assert any("musyawarah" in (m.text or "").lower() for m in person.bot_messages)
         polls[person.id] = poll_msg
-    async with db(db_url) as s:
-        rows = (await s.scalars(select(VotePoll))).all()
-        assert {r.user_id: r.poll_id for r in rows} == {uid: m.poll["id"] for uid, m in polls.items()}
+    expected = {uid: m.poll["id"] for uid, m in polls.items()}
+    for _ in range(50):  # the sender records each poll id right after the poll is delivered
+        async with db(db_url) as s:
+            recorded = {r.user_id: r.poll_id for r in (await s.scalars(select(VotePoll))).all()}
+        if recorded == expected:
+            break
+        await asyncio.sleep(0.1)
+    assert recorded == expected
 
     # --- answers: Siti changes her mind, Andi answers the same twice, Dewi once ---------------------------
     siti, andi, dewi = voters

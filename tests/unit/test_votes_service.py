@@ -139,6 +139,26 @@ async def test_answers_count_once_per_person(sessionmaker, tmp_path):
         assert (await s.get(MusyawarahVote, vote.id, populate_existing=True)).result == [2, 1, 0]
 
 
+async def test_an_answer_before_the_poll_id_is_recorded_is_counted(sessionmaker, tmp_path):
+    """The sender records a poll's id right after delivering it; a quick voter may answer first."""
+    w = await setup_world(sessionmaker, tmp_path)
+    await follow(sessionmaker, w.rt_ids[0])
+    await new_vote(sessionmaker, w)  # polls queued, none recorded yet
+    a = FOLLOWERS[0]
+    assert await answer(sessionmaker, "tg-poll-early", a, [1]) == "counted"
+    async with sessionmaker() as s:
+        poll = await s.scalar(select(VotePoll).where(VotePoll.user_id == a))
+        assert poll.poll_id == "tg-poll-early"
+        await votes.record_sent(s, poll.id, "tg-poll-early", 77)  # the sender's own record, just after
+        await s.commit()
+        assert {r.user_id: r.option_ids for r in (await s.scalars(select(VoteAnswer))).all()} == {a: [1]}
+    # With two unrecorded polls (two open votes) the answer cannot be placed: not guessed.
+    second = await new_vote(sessionmaker, w)
+    third = await new_vote(sessionmaker, w)
+    assert second.id != third.id
+    assert await answer(sessionmaker, "tg-poll-ambiguous", FOLLOWERS[1], [0]) == "unknown"
+
+
 async def test_two_closers_at_once_close_once(sessionmaker, tmp_path):
     w = await setup_world(sessionmaker, tmp_path)
     await follow(sessionmaker, w.rt_ids[0])
