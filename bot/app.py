@@ -206,9 +206,10 @@ async def run_bot(settings: Settings) -> None:
     from bot.notices_broadcast import BroadcastProgress
 
     progress = BroadcastProgress(bot, sessionmaker, i18n, sender)  # edits admins' "Terkirim 120/499"
-    from bot.services.votes import VoteCloser
+    from bot.clock import SystemClock
+    from bot.scheduler import build_scheduler, stop_scheduler
 
-    closer = VoteCloser(sessionmaker)  # closes due musyawarah votes (until the scheduler does it)
+    scheduler = build_scheduler(settings, sessionmaker, SystemClock())  # reminders, closing votes
     poller: SafePoller | None = None
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -220,7 +221,7 @@ async def run_bot(settings: Settings) -> None:
             if poller is not None:
                 poller.stop()
             sender.stop()
-            closer.stop()
+            stop_scheduler(scheduler)
             progress.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -238,18 +239,18 @@ async def run_bot(settings: Settings) -> None:
         if stopping.is_set():
             poller.stop()
         sender_task = asyncio.create_task(sender.run(), name="outbox-sender")
-        closer_task = asyncio.create_task(closer.run(), name="vote-closer")  # also runs once at start-up
+        scheduler.start()  # inside the running loop; every job also runs once now
         progress_task = asyncio.create_task(progress.run(), name="broadcast-progress")
         await poller.run()
         await dp.workflow_data["album_replies"].flush()  # albums still waiting for their one answer
+        stop_scheduler(scheduler)
         sender.stop()
-        closer.stop()
         progress.stop()
         await sender_task
-        await closer_task
         await progress_task
         await dp.emit_shutdown(bot=bot)
     finally:
+        stop_scheduler(scheduler)
         await dp.storage.close()
         await bot.session.close()
         await engine.dispose()

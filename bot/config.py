@@ -47,6 +47,8 @@ class Settings(BaseSettings):
     send_rate: float = 25.0
     send_concurrency: int = 8
     send_lease: int = 300
+    # Reminders to Ketua RT and officers' morning digests (off: e.g. end-to-end tests on real time).
+    scheduled_messages: bool = True
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -349,4 +349,11 @@ async def _progress_verified(session: AsyncSession, row: Outbox, admin_ids: tupl
 
 
 # Renderers of other features register themselves on import.
-from bot import notices_aspirations, notices_broadcast, notices_follow, notices_votes  # noqa: E402,F401
+from bot import (  # noqa: E402,F401
+    notices_aspirations,
+    notices_broadcast,
+    notices_digests,
+    notices_follow,
+    notices_reminders,
+    notices_votes,
+)

@@ -242,6 +242,8 @@ class Program(Base):
     code_prefix: Mapped[str] = mapped_column(String(8))
     submission_opens: Mapped[dt.date] = mapped_column(Date)
     submission_closes: Mapped[dt.date] = mapped_column(Date)
+    # Reminders to RT heads for this year (bot/services/reminders.py): None means the defaults there.
+    reminder_settings: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -720,3 +722,27 @@ class Broadcast(Base):
     progress_message_id: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+# --- reminders to RT heads (bot/services/reminders.py) ------------------------------------------
+
+
+class ReminderSent(Base):
+    """A reminder given to a person: one row per occurrence (``kind``, ``subject_id``, ``occurrence``)
+    and at most one per person per local day (``local_date``, the day it is delivered). Written in
+    the transaction that enqueues its outbox row, so two instances running the reminder job at once
+    give one reminder (the second insert is skipped by the unique keys)."""
+
+    __tablename__ = "reminders_sent"
+    __table_args__ = (
+        UniqueConstraint("kind", "user_id", "subject_id", "occurrence", name="uq_reminders_sent_occurrence"),
+        UniqueConstraint("user_id", "local_date", name="uq_reminders_sent_user_day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int] = mapped_column(BigInteger)
+    subject_id: Mapped[int] = mapped_column(Integer)  # the programme (window) or the proposal
+    occurrence: Mapped[str] = mapped_column(String(40))  # which one: a stage, a revision event, a date
+    local_date: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 DEFAULT_MAX_VALUE = 10_000_000_000
@@ -157,4 +158,32 @@ def format_rupiah(n: int) -> str:
     if isinstance(n, bool) or not isinstance(n, int):
         raise TypeError(f"expected int rupiah, got {type(n).__name__}")
     body = f"Rp {abs(n):,}".replace(",", ".")
+    return f"-{body}" if n < 0 else body
+
+
+_SHORT_UNITS = ((1_000_000_000, "M"), (1_000_000, "jt"), (1_000, "rb"))
+
+
+def format_rupiah_short(n: int) -> str:
+    """Compact rupiah for chart axes and captions: ``Rp 1,2 M``, ``Rp 850 jt``, ``Rp 47,5 jt``, ``Rp 500 rb``.
+
+    One decimal (Indonesian comma, dropped when zero) below 100 of a unit, whole units from 100 on;
+    a value that rounds up to the next unit is shown in it (``999.960.000`` -> ``Rp 1 M``).
+    """
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError(f"expected int rupiah, got {type(n).__name__}")
+    value = abs(n)
+    body = f"Rp {value}"
+    for i, (size, unit) in enumerate(_SHORT_UNITS):
+        if value < size:
+            continue
+        amount = Fraction(value, size)
+        places = Decimal("1") if amount >= 100 else Decimal("0.1")
+        shown = (Decimal(amount.numerator) / Decimal(amount.denominator)).quantize(places, rounding=ROUND_HALF_UP)
+        if i > 0 and shown >= 1000:  # e.g. 999,96 jt -> 1.000 jt: say 1 M
+            size, unit = _SHORT_UNITS[i - 1]
+            shown = (Decimal(value) / size).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+        text = format(shown.normalize(), "f").replace(".", ",")
+        body = f"Rp {text} {unit}"
+        break
     return f"-{body}" if n < 0 else body

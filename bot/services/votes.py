@@ -504,6 +504,13 @@ def wake_closer() -> None:
         callback()
 
 
+def on_wake(callback: Callable[[], None]) -> Callable[[], None]:
+    """Run ``callback`` whenever votes should be closed sooner (the scheduler's job); returns an
+    unsubscriber."""
+    _wakers.append(callback)
+    return lambda: _wakers.remove(callback)
+
+
 class VoteCloser:
     """Runs ``close_due`` at start-up and then every ``interval`` seconds (sooner when a vote's
     closing time comes first, or when an answer arrives for a vote past its time)."""

@@ -49,6 +49,8 @@ class BotProcess:
             MEDIA_DIR=str(self.workdir / "media"),
             LOG_LEVEL="INFO",
             POLLING_TIMEOUT="10",
+            # Reminders and digests run on real time: a test must not meet December's year-end reminders.
+            SCHEDULED_MESSAGES="0",
             PYTHONPATH=str(ROOT),
             PYTHONUNBUFFERED="1",
         )

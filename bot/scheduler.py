@@ -1,0 +1,143 @@
+"""Scheduled jobs: an APScheduler 3 ``AsyncIOScheduler`` built and started inside the running loop
+(``run_bot``), with jobs registered by id.
+
+Jobs take plain values (the settings, the sessionmaker, the clock), never aiogram objects: what a
+job produces goes to the outbox, which the delivery engine sends. Every job is one transaction and
+safe to run on two instances at once (unique keys decide; see ``bot/services/reminders.py`` and
+``bot/services/votes.close_due``), and gets its time from the injected clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.services import digests, reminders, votes
+
+log = logging.getLogger("prolita.scheduler")
+
+JOB_REMINDERS = "reminders"
+JOB_CLOSE_VOTES = "votes.close"
+JOB_DIGESTS = "digests"
+DIGEST_HOUR = 7  # local time (WITA)
+REMINDERS_EVERY = 15 * 60  # seconds
+CLOSE_VOTES_EVERY = 30
+
+
+def _stoppable(job: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """A job cancelled because the bot is stopping ends quietly (its transaction is rolled back, the
+    next run does the work) instead of a traceback in the log."""
+
+    @functools.wraps(job)
+    async def run(*args: Any) -> Any:
+        try:
+            return await job(*args)
+        except asyncio.CancelledError:
+            log.info("job %s stopped with the bot; it runs again at the next start", job.__name__)
+            return None
+
+    return run
+
+
+@_stoppable
+async def reminders_job(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: Clock) -> int:
+    async with sessionmaker() as session:
+        return len(await reminders.run_due(session, clock.now(), settings))
+
+
+@_stoppable
+async def digests_job(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: Clock) -> int:
+    """Today's digest for every officer with something waiting (once a day, whichever instance runs it)."""
+    now = clock.now()
+    year = now.astimezone(settings.tz).year
+    days_off = reminders.indonesian_holidays((year - 1, year))
+    async with sessionmaker() as session:
+        return await digests.enqueue_due(session, now, settings, holidays=days_off)
+
+
+@_stoppable
+async def close_votes_job(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) -> list[int]:
+    async with sessionmaker() as session:
+        return await votes.close_due(session, clock.now())
+
+
+def _add_messages(
+    scheduler: AsyncIOScheduler,
+    settings: Settings,
+    sessionmaker: async_sessionmaker[AsyncSession],
+    clock: Clock,
+    start: dt.datetime,
+) -> None:
+    """Reminders (every 15 minutes and at start) and the officers' digests (07:00 WITA, and at start
+    when that hour has passed today: a digest missed while the bot was down still goes out)."""
+    scheduler.add_job(
+        reminders_job,
+        IntervalTrigger(seconds=REMINDERS_EVERY, timezone=settings.tz),
+        id=JOB_REMINDERS,
+        name="reminders to RT heads",
+        args=(sessionmaker, settings, clock),
+        next_run_time=start,
+        replace_existing=True,
+    )
+    past_digest_hour = start.astimezone(settings.tz).hour >= DIGEST_HOUR
+    scheduler.add_job(
+        digests_job,
+        CronTrigger(hour=DIGEST_HOUR, minute=0, timezone=settings.tz),
+        id=JOB_DIGESTS,
+        name="officers' morning digests",
+        args=(sessionmaker, settings, clock),
+        replace_existing=True,
+        **({"next_run_time": start} if past_digest_hour else {}),
+    )
+
+
+def build_scheduler(
+    settings: Settings, sessionmaker: async_sessionmaker[AsyncSession], clock: Clock
+) -> AsyncIOScheduler:
+    """The scheduler with its jobs. Call ``start()`` inside the running loop. ``SCHEDULED_MESSAGES``
+    off leaves out the reminders and digests (the vote closer always runs)."""
+    scheduler = AsyncIOScheduler(
+        timezone=settings.tz,
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None},
+    )
+    start = clock.now()
+    if settings.scheduled_messages:
+        _add_messages(scheduler, settings, sessionmaker, clock, start)
+    scheduler.add_job(
+        close_votes_job,
+        IntervalTrigger(seconds=CLOSE_VOTES_EVERY, timezone=settings.tz),
+        id=JOB_CLOSE_VOTES,
+        name="close due musyawarah votes",
+        args=(sessionmaker, clock),
+        next_run_time=start,
+        replace_existing=True,
+    )
+
+    def close_votes_now() -> None:  # an answer came for a vote past its time: close it now
+        job = scheduler.get_job(JOB_CLOSE_VOTES)
+        if scheduler.running and job is not None:
+            job.modify(next_run_time=clock.now())
+
+    scheduler.prolita_unsubscribe = votes.on_wake(close_votes_now)  # type: ignore[attr-defined]
+    return scheduler
+
+
+def stop_scheduler(scheduler: AsyncIOScheduler) -> None:
+    """Stop firing jobs (a job already running is cancelled; its transaction rolls back)."""
+    unsubscribe = getattr(scheduler, "prolita_unsubscribe", None)
+    if unsubscribe is not None:  # idempotent: called on a signal, after polling and on the way out
+        scheduler.prolita_unsubscribe = None  # type: ignore[attr-defined]
+        unsubscribe()
+    if scheduler.running:
+        scheduler.shutdown(wait=False)

@@ -1,0 +1,92 @@
+"""The scheduler: built and started inside a running loop, its jobs registered by id with plain
+arguments (no aiogram objects), and the jobs themselves run with the injected clock."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from aiogram import Bot
+from sqlalchemy import select
+
+from bot.clock import FakeClock, SystemClock
+from bot.config import Settings
+from bot.scheduler import (
+    JOB_CLOSE_VOTES,
+    JOB_DIGESTS,
+    JOB_REMINDERS,
+    build_scheduler,
+    close_votes_job,
+    reminders_job,
+    stop_scheduler,
+)
+from bot.services import votes
+from storage.models import VOTE_CLOSED, MusyawarahVote, Outbox
+from tests.unit.test_reminders import WITA, at, build_year
+
+
+def test_clocks():
+    now = SystemClock().now()
+    assert now.tzinfo is not None and abs((now - dt.datetime.now(dt.UTC)).total_seconds()) < 5
+    clock = FakeClock(at(dt.date(2026, 1, 1), 23, 50))
+    assert clock.now().tzinfo == dt.UTC
+    clock.advance(minutes=20)
+    assert clock.now().astimezone(WITA) == at(dt.date(2026, 1, 2), 0, 10)
+
+
+async def test_scheduler_starts_in_the_loop_with_its_jobs(sessionmaker):
+    settings = Settings(timezone="Asia/Makassar", bot_token=None)
+    scheduler = build_scheduler(settings, sessionmaker, FakeClock(at(dt.date(2026, 3, 24), 8)))
+    scheduler.start(paused=True)  # no real trigger needed
+    try:
+        assert scheduler.running
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert set(jobs) == {JOB_REMINDERS, JOB_CLOSE_VOTES, JOB_DIGESTS}
+        assert jobs[JOB_REMINDERS].trigger.interval == dt.timedelta(minutes=15)
+        # 08:00 WITA: today's 07:00 digest was missed (the bot was down): it runs at start
+        assert jobs[JOB_DIGESTS].next_run_time == at(dt.date(2026, 3, 24), 8)
+        assert "hour='7'" in str(jobs[JOB_DIGESTS].trigger)
+        assert jobs[JOB_CLOSE_VOTES].trigger.interval == dt.timedelta(seconds=30)
+        for job in jobs.values():  # plain values only
+            assert not any(isinstance(a, Bot) for a in job.args)
+        votes.wake_closer()  # an answer past a vote's time: the closing job runs now
+        assert scheduler.get_job(JOB_CLOSE_VOTES).next_run_time == at(dt.date(2026, 3, 24), 8)
+    finally:
+        stop_scheduler(scheduler)
+    votes.wake_closer()  # unsubscribed: nothing happens
+
+
+async def test_scheduled_messages_can_be_switched_off_and_wait_for_seven(sessionmaker):
+    early = FakeClock(at(dt.date(2026, 3, 24), 5))
+    scheduler = build_scheduler(Settings(timezone="Asia/Makassar", bot_token=None), sessionmaker, early)
+    scheduler.start(paused=True)
+    try:
+        digest = scheduler.get_job(JOB_DIGESTS)
+        # 05:00: not at start; the cron trigger's next 07:00 (APScheduler counts from the real time)
+        assert digest.next_run_time != early.now()
+        assert (digest.next_run_time.hour, digest.next_run_time.minute) == (7, 0)
+    finally:
+        stop_scheduler(scheduler)
+    off = Settings(timezone="Asia/Makassar", bot_token=None, scheduled_messages=False)
+    scheduler = build_scheduler(off, sessionmaker, early)
+    scheduler.start(paused=True)
+    try:
+        assert {job.id for job in scheduler.get_jobs()} == {JOB_CLOSE_VOTES}
+    finally:
+        stop_scheduler(scheduler)
+
+
+async def test_jobs_use_the_clock(sessionmaker):
+    await build_year(sessionmaker)
+    settings = Settings(timezone="Asia/Makassar", bot_token=None)
+    clock = FakeClock(at(dt.date(2026, 3, 24), 8))
+    assert await reminders_job(sessionmaker, settings, clock) == 2
+    assert await reminders_job(sessionmaker, settings, clock) == 0
+    async with sessionmaker() as s:
+        s.add(MusyawarahVote(rt_id=1, created_by=1, question="?", options=["a", "b"], closes_at=clock.now()))
+        await s.commit()
+    clock.advance(seconds=1)
+    closed = await close_votes_job(sessionmaker, clock)
+    assert len(closed) == 1
+    async with sessionmaker() as s:
+        assert (await s.get(MusyawarahVote, closed[0])).status == VOTE_CLOSED
+        assert len((await s.scalars(select(Outbox).where(Outbox.kind == "reminder.window"))).all()) == 2
