@@ -2,8 +2,9 @@
 Telegram polls, answers are counted once per person, and the result is sent at closing time.
 
 Pure rules first (question, options, closing time, counting: no I/O), then the database
-operations (one transaction each, audited, notifications through the outbox), then the small
-background task that closes votes when their time has come.
+operations (one transaction each, audited, notifications through the outbox). ``close_due`` is
+run by the scheduler's ``votes.close`` job every 30 s, and at once when an answer arrives for a vote
+past its time (``wake_closer``).
 
 Polls are sent by the outbox sender (kinds ``vote.intro`` + ``vote.poll`` per follower; the sent
 poll's id is recorded on the ``VotePoll`` row in the transaction that marks the notice sent) and
@@ -13,7 +14,6 @@ respects Telegram's rate limits.
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 import re
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import Forbidden
 from bot.domain.workflow import DIAJUKAN, DRAF, PERLU_REVISI
@@ -287,7 +287,6 @@ async def create(
         after={"rt_id": rt_id, "options": len(options), "closes_at": closes_at.isoformat(), "sent_to": len(followers)},
     )
     await session.commit()
-    wake_closer()  # its next sleep ends no later than this vote's closing time
     return vote
 
 
@@ -494,7 +493,7 @@ async def for_proposal(session: AsyncSession, proposal_id: int) -> Sequence[Musy
     return rows.all()
 
 
-# --- the closer: a small background task (until the scheduler takes it over) --------------------------
+# --- closing sooner: the scheduler's ``votes.close`` job subscribes here ---------------------------------
 
 _wakers: list[Callable[[], None]] = []
 
@@ -509,52 +508,3 @@ def on_wake(callback: Callable[[], None]) -> Callable[[], None]:
     unsubscriber."""
     _wakers.append(callback)
     return lambda: _wakers.remove(callback)
-
-
-class VoteCloser:
-    """Runs ``close_due`` at start-up and then every ``interval`` seconds (sooner when a vote's
-    closing time comes first, or when an answer arrives for a vote past its time)."""
-
-    def __init__(self, sessionmaker: async_sessionmaker[AsyncSession], *, interval: float = 30.0) -> None:
-        self.sessionmaker = sessionmaker
-        self.interval = interval
-        self._wake = asyncio.Event()
-        self._stop = asyncio.Event()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-
-    async def run_once(self) -> list[int]:
-        async with self.sessionmaker() as session:
-            return await close_due(session, utcnow())
-
-    async def _next_wait(self) -> float:
-        async with self.sessionmaker() as session:
-            first = await session.scalar(
-                select(MusyawarahVote.closes_at)
-                .where(MusyawarahVote.status == VOTE_OPEN)
-                .order_by(MusyawarahVote.closes_at)
-                .limit(1)
-            )
-        if first is None:
-            return self.interval
-        return max(0.5, min(self.interval, (first - utcnow()).total_seconds() + 0.5))
-
-    async def run(self) -> None:
-        _wakers.append(self._wake.set)
-        try:
-            while not self._stop.is_set():
-                self._wake.clear()
-                wait = self.interval
-                try:
-                    await self.run_once()
-                    wait = await self._next_wait()
-                except Exception:
-                    log.exception("closing due votes failed")
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-                except TimeoutError:
-                    pass
-        finally:
-            _wakers.remove(self._wake.set)
