@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.money import format_rupiah_short
 from bot.domain.permissions import LEVEL_KELURAHAN, Scope
 from bot.domain.timefmt import working_days_between
-from bot.services import export, outbox, programs, progress, registration, review
+from bot.services import export, outbox, progress, registration, review
 from bot.services.users import officer_scope
 from storage.db import begin_write
 from storage.models import REG_PENDING, RT, Kelurahan, Officer, Outbox, RTHead
@@ -131,18 +131,10 @@ async def _new_registrations(session: AsyncSession, scope: Scope, since: dt.date
 
 async def _budget(session: AsyncSession, scope: Scope, year: int) -> tuple[Budget | None, list[Budget]]:
     """The scope's totals and, when it has several kelurahan, each kelurahan's (the recap's figures)."""
-    program = await programs.get(session, year)
-    if program is None:
+    recaps = await export.kelurahan_recaps(session, scope, year)
+    if recaps is None:
         return None, []
-    recaps = await export._kelurahan_in_scope(session, scope, program.budget_per_rt)
-    tz = ZoneInfo("UTC")  # dates are not used here
-    async for rows in export._batches(session, year, scope, export.BATCH):
-        reports, completions, _lines = await export._batch_details(session, [p.id for p in rows])
-        for p in rows:
-            recap = recaps.get(p.kelurahan_id)
-            if recap is not None:
-                recap.add(export._proposal_row(p, reports.get(p.id, []), completions.get(p.id), {}, tz))
-    parts = [Budget(r.kelurahan, r.ceiling, r.proposed, r.approved, r.realised) for r in recaps.values()]
+    parts = [Budget(r.kelurahan, r.ceiling, r.proposed, r.approved, r.realised) for r in recaps]
     total = Budget(
         "",
         sum(b.ceiling for b in parts),

@@ -578,7 +578,7 @@ async def _batches(session: AsyncSession, year: int, scope: Scope, size: int):
         last = (rows[-1].seq, rows[-1].id)
 
 
-async def _batch_details(session: AsyncSession, ids: list[int]):
+async def _batch_details(session: AsyncSession, ids: list[int], *, with_lines: bool = True):
     reports: dict[int, list[Any]] = {}
     for r in (
         await session.execute(
@@ -603,6 +603,8 @@ async def _batch_details(session: AsyncSession, ids: list[int]):
             )
         ).all()
     }
+    if not with_lines:
+        return reports, completions, {}
     lines = (
         await session.execute(
             select(
@@ -653,6 +655,23 @@ def _proposal_row(p: Any, reports: list[Any], completion: Any, categories: dict[
 
 
 ProgressCallback = Callable[[int, int], None]
+
+
+async def kelurahan_recaps(session: AsyncSession, scope: Scope, year: int) -> list[Recap] | None:
+    """The recap sheet's figures per kelurahan in ``scope`` (ceiling, proposed, approved, realised),
+    without writing a workbook; None when ``year`` has no programme."""
+    program: Program | None = await programs.get(session, year)
+    if program is None:
+        return None
+    recaps = await _kelurahan_in_scope(session, scope, program.budget_per_rt)
+    utc = ZoneInfo("UTC")  # dates are not part of the totals
+    async for rows in _batches(session, year, scope, BATCH):
+        reports, completions, _ = await _batch_details(session, [p.id for p in rows], with_lines=False)
+        for p in rows:
+            recap = recaps.get(p.kelurahan_id)
+            if recap is not None:
+                recap.add(_proposal_row(p, reports.get(p.id, []), completions.get(p.id), {}, utc))
+    return list(recaps.values())
 
 
 async def export(
