@@ -360,8 +360,10 @@ async def run_due(
 ) -> list[Due]:
     """Give every reminder due at ``now`` that was not given yet (one transaction); returns them."""
     tz = settings.tz
-    await begin_write(session)  # SQLite: the write lock first; PostgreSQL: the unique keys decide
+    # Find what is due on a read snapshot, then take the write lock only for the inserts: the unique
+    # keys of reminders_sent decide between two instances, so nothing needs the lock while reading.
     dues, by_user = await find_due(session, now, tz, holidays)
+    await begin_write(session)
     insert = _insert_ignore(session)
     given: list[Due] = []
     for due in dues:
