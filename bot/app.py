@@ -207,7 +207,7 @@ async def run_bot(settings: Settings) -> None:
 
     progress = BroadcastProgress(bot, sessionmaker, i18n, sender)  # edits admins' "Terkirim 120/499"
     from bot.clock import SystemClock
-    from bot.scheduler import build_scheduler, stop_scheduler
+    from bot.scheduler import build_scheduler, drain_scheduler, pause_scheduler, stop_scheduler
 
     scheduler = build_scheduler(settings, sessionmaker, SystemClock())  # reminders, closing votes
     poller: SafePoller | None = None
@@ -221,7 +221,7 @@ async def run_bot(settings: Settings) -> None:
             if poller is not None:
                 poller.stop()
             sender.stop()
-            stop_scheduler(scheduler)
+            pause_scheduler(scheduler)  # runs in flight finish; drained below
             progress.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -243,7 +243,7 @@ async def run_bot(settings: Settings) -> None:
         progress_task = asyncio.create_task(progress.run(), name="broadcast-progress")
         await poller.run()
         await dp.workflow_data["album_replies"].flush()  # albums still waiting for their one answer
-        stop_scheduler(scheduler)
+        await drain_scheduler(scheduler)
         sender.stop()
         progress.stop()
         await sender_task

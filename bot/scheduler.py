@@ -35,17 +35,28 @@ REMINDERS_EVERY = 15 * 60  # seconds
 CLOSE_VOTES_EVERY = 30
 
 
+DRAIN_TIMEOUT = 20.0  # seconds a stopping bot waits for running jobs before cancelling them
+
+_running: set[asyncio.Task[Any]] = set()  # job runs in flight, so a stopping bot can let them finish
+
+
 def _stoppable(job: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """A job cancelled because the bot is stopping ends quietly (its transaction is rolled back, the
-    next run does the work) instead of a traceback in the log."""
+    """A job run is tracked while it runs (``drain_scheduler`` waits for it); one cancelled because
+    the bot is stopping anyway ends quietly (its transaction is rolled back, the next run does the
+    work) instead of a traceback in the log."""
 
     @functools.wraps(job)
     async def run(*args: Any) -> Any:
+        task = asyncio.current_task()
+        if task is not None:
+            _running.add(task)
         try:
             return await job(*args)
         except asyncio.CancelledError:
             log.info("job %s stopped with the bot; it runs again at the next start", job.__name__)
             return None
+        finally:
+            _running.discard(task)  # type: ignore[arg-type]
 
     return run
 
@@ -133,8 +144,29 @@ def build_scheduler(
     return scheduler
 
 
+def pause_scheduler(scheduler: AsyncIOScheduler) -> None:
+    """Fire no new job runs (safe from a signal handler); runs in flight go on."""
+    if scheduler.running:
+        scheduler.pause()
+
+
+async def drain_scheduler(scheduler: AsyncIOScheduler, timeout: float = DRAIN_TIMEOUT) -> None:
+    """Stop firing jobs and let the runs in flight finish their transaction (up to ``timeout``
+    seconds), then stop the scheduler. Cancelling a run in the middle of a database call would leave
+    its connection to be rolled back by the pool, noisily, while the engine is being disposed."""
+    pause_scheduler(scheduler)
+    in_flight = [task for task in _running if not task.done()]
+    if in_flight:
+        log.info("waiting for %d scheduled job(s) to finish", len(in_flight))
+        _done, pending = await asyncio.wait(in_flight, timeout=timeout)
+        if pending:
+            log.warning("%d scheduled job(s) still running after %.0f s: cancelling", len(pending), timeout)
+    stop_scheduler(scheduler)
+    await asyncio.sleep(0)  # AsyncIOScheduler shuts down on the loop's next turn
+
+
 def stop_scheduler(scheduler: AsyncIOScheduler) -> None:
-    """Stop firing jobs (a job already running is cancelled; its transaction rolls back)."""
+    """Stop firing jobs (a job still running is cancelled; its transaction rolls back)."""
     unsubscribe = getattr(scheduler, "prolita_unsubscribe", None)
     if unsubscribe is not None:  # idempotent: called on a signal, after polling and on the way out
         scheduler.prolita_unsubscribe = None  # type: ignore[attr-defined]

@@ -3,9 +3,11 @@ arguments (no aiogram objects), and the jobs themselves run with the injected cl
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 from aiogram import Bot
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from sqlalchemy import select
 
 from bot.clock import FakeClock, SystemClock
@@ -15,7 +17,9 @@ from bot.scheduler import (
     JOB_DIGESTS,
     JOB_REMINDERS,
     build_scheduler,
+    _stoppable,
     close_votes_job,
+    drain_scheduler,
     reminders_job,
     stop_scheduler,
 )
@@ -90,3 +94,39 @@ async def test_jobs_use_the_clock(sessionmaker):
     async with sessionmaker() as s:
         assert (await s.get(MusyawarahVote, closed[0])).status == VOTE_CLOSED
         assert len((await s.scalars(select(Outbox).where(Outbox.kind == "reminder.window"))).all()) == 2
+
+
+async def test_a_stopping_bot_lets_a_running_job_finish_and_cancels_one_that_hangs(caplog):
+    """Stopping waits for a job run in flight (its transaction completes) instead of cancelling it
+    in the middle of a database call; a run that hangs past the timeout is cancelled quietly."""
+    finished: list[str] = []
+    started = {"slow": asyncio.Event(), "stuck": asyncio.Event()}
+
+    @_stoppable
+    async def slow_job() -> None:
+        started["slow"].set()
+        await asyncio.sleep(0.3)
+        finished.append("slow")
+
+    @_stoppable
+    async def stuck_job() -> None:
+        started["stuck"].set()
+        await asyncio.sleep(60)
+        finished.append("stuck")
+
+    scheduler = AsyncIOScheduler(timezone=WITA)
+    scheduler.add_job(slow_job, "interval", seconds=3600, next_run_time=dt.datetime.now(WITA))
+    scheduler.start()
+    await asyncio.wait_for(started["slow"].wait(), 5)
+    await drain_scheduler(scheduler, timeout=5)
+    assert finished == ["slow"] and not scheduler.running
+
+    scheduler = AsyncIOScheduler(timezone=WITA)
+    scheduler.add_job(stuck_job, "interval", seconds=3600, next_run_time=dt.datetime.now(WITA))
+    scheduler.start()
+    await asyncio.wait_for(started["stuck"].wait(), 5)
+    caplog.set_level("INFO", logger="prolita.scheduler")
+    await drain_scheduler(scheduler, timeout=0.2)
+    await asyncio.sleep(0.05)  # the cancelled run unwinds
+    assert finished == ["slow"] and not scheduler.running
+    assert "still running after" in caplog.text and "stopped with the bot" in caplog.text
