@@ -353,6 +353,7 @@ from bot import (  # noqa: E402,F401
     notices_aspirations,
     notices_broadcast,
     notices_digests,
+    notices_escalations,
     notices_follow,
     notices_reminders,
     notices_votes,

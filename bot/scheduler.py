@@ -23,13 +23,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.services import digests, reminders, votes
+from bot.services import digests, escalations, reminders, votes
 
 log = logging.getLogger("prolita.scheduler")
 
 JOB_REMINDERS = "reminders"
 JOB_CLOSE_VOTES = "votes.close"
 JOB_DIGESTS = "digests"
+JOB_ESCALATIONS = "escalations"
 DIGEST_HOUR = 7  # local time (WITA)
 REMINDERS_EVERY = 15 * 60  # seconds
 CLOSE_VOTES_EVERY = 30
@@ -68,6 +69,13 @@ async def reminders_job(sessionmaker: async_sessionmaker[AsyncSession], settings
 
 
 @_stoppable
+async def escalations_job(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: Clock) -> int:
+    """Work waiting for an officer past the SLA: to that officer, then the levels above."""
+    async with sessionmaker() as session:
+        return len(await escalations.run_due(session, clock.now(), settings))
+
+
+@_stoppable
 async def digests_job(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: Clock) -> int:
     """Today's digest for every officer with something waiting (once a day, whichever instance runs it)."""
     now = clock.now()
@@ -90,13 +98,22 @@ def _add_messages(
     clock: Clock,
     start: dt.datetime,
 ) -> None:
-    """Reminders (every 15 minutes and at start) and the officers' digests (07:00 WITA, and at start
+    """Reminders and escalations (every 15 minutes and at start) and the officers' digests (07:00 WITA, and at start
     when that hour has passed today: a digest missed while the bot was down still goes out)."""
     scheduler.add_job(
         reminders_job,
         IntervalTrigger(seconds=REMINDERS_EVERY, timezone=settings.tz),
         id=JOB_REMINDERS,
         name="reminders to RT heads",
+        args=(sessionmaker, settings, clock),
+        next_run_time=start,
+        replace_existing=True,
+    )
+    scheduler.add_job(
+        escalations_job,
+        IntervalTrigger(seconds=REMINDERS_EVERY, timezone=settings.tz),
+        id=JOB_ESCALATIONS,
+        name="escalations of overdue reviews and verifications",
         args=(sessionmaker, settings, clock),
         next_run_time=start,
         replace_existing=True,

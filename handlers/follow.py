@@ -25,8 +25,9 @@ from bot.domain.text import escape_html
 from bot.domain.timefmt import tz_abbreviation
 from bot.services import follows, programs
 from bot.services.proposals import find_by_code
+from bot.services.users import Roles
 from handlers.common import BTN_BACK, BTN_FOLLOW, BTN_SETTINGS, N_, Label, cancel_row, chunk, rt_place, stale_button
-from storage.models import RT, NotificationPrefs, Proposal
+from storage.models import DIGEST_DAILY, DIGEST_OFF, DIGEST_WEEKLY, RT, NotificationPrefs, Proposal
 from storage.repositories import wilayah
 
 __all__ = ["FollowCb", "SettingsCb", "follow_proposal_button", "follow_rt_button", "router"]
@@ -81,6 +82,11 @@ MODE_LABELS = {
     rules.NOTIFY_OFF: N_("🔕 Off"),
 }
 QUIET_PRESETS = ((21 * 60, 6 * 60), (22 * 60, 5 * 60))
+DIGEST_LABELS = {
+    DIGEST_DAILY: N_("☀️ Every working day"),
+    DIGEST_WEEKLY: N_("🗓 Monday only"),
+    DIGEST_OFF: N_("🔕 No summary"),
+}
 
 
 # --- rendering -----------------------------------------------------------------------------------------
@@ -225,7 +231,13 @@ def _mode_note(prefs: NotificationPrefs) -> str | None:
     return _("Notice settings and quiet hours: /pengaturan.")
 
 
-def _settings_view(prefs: NotificationPrefs, settings: Settings) -> tuple[str, InlineKeyboardMarkup]:
+def _is_officer(roles: Roles | None) -> bool:
+    return roles is not None and roles.officer is not None
+
+
+def _settings_view(
+    prefs: NotificationPrefs, settings: Settings, officer: bool = False
+) -> tuple[str, InlineKeyboardMarkup]:
     quiet = rules.format_quiet(prefs.quiet_start, prefs.quiet_end)
     lines = [
         _("⚙️ <b>Notice settings</b>"),
@@ -238,6 +250,11 @@ def _settings_view(prefs: NotificationPrefs, settings: Settings) -> tuple[str, I
             _("Quiet hours: <b>{hours} {zone}</b> — notices that come then are held until the end.").format(
                 hours=quiet, zone=tz_abbreviation(settings.timezone)
             )
+        )
+    if officer:
+        digest = prefs.digest or DIGEST_DAILY
+        lines.append(
+            _("Morning summary for officers (07:00): <b>{mode}</b>").format(mode=_(DIGEST_LABELS.get(digest, digest)))
         )
     lines += [
         "",
@@ -274,6 +291,17 @@ def _settings_view(prefs: NotificationPrefs, settings: Settings) -> tuple[str, I
             InlineKeyboardButton(text=_("✏️ Other hours"), callback_data=SettingsCb(action="custom").pack()),
         ],
     ]
+    if officer:
+        current_digest = prefs.digest or DIGEST_DAILY
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=("✓ " if mode == current_digest else "") + _(label),
+                    callback_data=SettingsCb(action="digest", value=mode).pack(),
+                )
+                for mode, label in DIGEST_LABELS.items()
+            ]
+        )
     return "\n".join(lines), InlineKeyboardMarkup(inline_keyboard=rows)
 
 
@@ -469,9 +497,12 @@ async def follow_stale(query: CallbackQuery, session: AsyncSession) -> None:
 
 @router.message(Command("pengaturan"))
 @router.message(Label(BTN_SETTINGS))
-async def pengaturan(message: Message, state: FSMContext, session: AsyncSession, settings: Settings) -> None:
+async def pengaturan(
+    message: Message, state: FSMContext, session: AsyncSession, settings: Settings, roles: Roles
+) -> None:
     await state.clear()
-    text, markup = _settings_view(await follows.prefs_of(session, message.from_user.id), settings)
+    prefs = await follows.prefs_of(session, message.from_user.id)
+    text, markup = _settings_view(prefs, settings, _is_officer(roles))
     await message.answer(text, reply_markup=markup)
 
 
@@ -485,12 +516,23 @@ def _parse_preset(value: str) -> tuple[int, int] | None:
     return start, end
 
 
-@router.callback_query(SettingsCb.filter(F.action.in_({"mode", "quiet"})))
+@router.callback_query(SettingsCb.filter(F.action.in_({"mode", "quiet", "digest"})))
 async def setting_pressed(
-    query: CallbackQuery, callback_data: SettingsCb, state: FSMContext, session: AsyncSession, settings: Settings
+    query: CallbackQuery,
+    callback_data: SettingsCb,
+    state: FSMContext,
+    session: AsyncSession,
+    settings: Settings,
+    roles: Roles,
 ) -> None:
     user_id = query.from_user.id
-    if callback_data.action == "mode":
+    if callback_data.action == "digest":
+        if callback_data.value not in DIGEST_LABELS or not _is_officer(roles):
+            await stale_button(query, session)  # forged, or no longer an officer
+            return
+        prefs = await follows.set_digest(session, user_id, callback_data.value)
+        toast = _("Morning summary: {mode}").format(mode=_(DIGEST_LABELS[prefs.digest]))
+    elif callback_data.action == "mode":
         if callback_data.value not in MODE_LABELS:
             await stale_button(query, session)
             return
@@ -506,7 +548,7 @@ async def setting_pressed(
         toast = _("Quiet hours: {hours}").format(hours=quiet) if quiet else _("No quiet hours.")
     await state.clear()
     await query.answer(toast)
-    await _show(query, *_settings_view(prefs, settings))
+    await _show(query, *_settings_view(prefs, settings, _is_officer(roles)))
 
 
 @router.callback_query(SettingsCb.filter(F.action == "custom"))
@@ -525,7 +567,9 @@ async def custom_pressed(query: CallbackQuery, state: FSMContext) -> None:
 
 
 @router.message(FollowForm.quiet, F.text)
-async def quiet_typed(message: Message, state: FSMContext, session: AsyncSession, settings: Settings) -> None:
+async def quiet_typed(
+    message: Message, state: FSMContext, session: AsyncSession, settings: Settings, roles: Roles
+) -> None:
     parsed = rules.parse_quiet(message.text or "")
     if parsed is None:
         await message.answer(
@@ -534,7 +578,7 @@ async def quiet_typed(message: Message, state: FSMContext, session: AsyncSession
         return
     prefs = await follows.set_quiet(session, message.from_user.id, *parsed)
     await state.clear()
-    text, markup = _settings_view(prefs, settings)
+    text, markup = _settings_view(prefs, settings, _is_officer(roles))
     await message.answer(text, reply_markup=markup)
 
 

@@ -580,12 +580,17 @@ NOTIFY_DECISIONS = "keputusan"  # decisions only (approved, rejected, revision, 
 NOTIFY_WEEKLY = "mingguan"  # one summary a week
 NOTIFY_OFF = "mati"
 NOTIFY_MODES = (NOTIFY_ALL, NOTIFY_DECISIONS, NOTIFY_WEEKLY, NOTIFY_OFF)
+DIGEST_DAILY = "harian"  # officers' morning digest: every working day
+DIGEST_WEEKLY = "mingguan"  # on the first working day of the week
+DIGEST_OFF = "mati"
+DIGEST_MODES = (DIGEST_DAILY, DIGEST_WEEKLY, DIGEST_OFF)
 QUIET_START_DEFAULT = 21 * 60  # minutes after local midnight (21:00 WITA)
 QUIET_END_DEFAULT = 6 * 60  # 06:00 WITA
 
 
 class NotificationPrefs(Base):
-    """How a user wants follow notices: mode and quiet hours (local minutes; start == end: none)."""
+    """How a user wants notices: follow-notice mode, quiet hours (local minutes; start == end: none)
+    and, for officers, how often the morning digest comes."""
 
     __tablename__ = "notification_prefs"
 
@@ -595,6 +600,7 @@ class NotificationPrefs(Base):
     mode: Mapped[str] = mapped_column(String(12), default=NOTIFY_ALL)
     quiet_start: Mapped[int] = mapped_column(Integer, default=QUIET_START_DEFAULT)
     quiet_end: Mapped[int] = mapped_column(Integer, default=QUIET_END_DEFAULT)
+    digest: Mapped[str] = mapped_column(String(12), default=DIGEST_DAILY, server_default=DIGEST_DAILY)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
 
@@ -745,4 +751,27 @@ class ReminderSent(Base):
     subject_id: Mapped[int] = mapped_column(Integer)  # the programme (window) or the proposal
     occurrence: Mapped[str] = mapped_column(String(40))  # which one: a stage, a revision event, a date
     local_date: Mapped[dt.date] = mapped_column(Date)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Escalation(Base):
+    """An item waiting for an officer past the SLA, brought to one level of the chain (the officers
+    of its kelurahan, then its kecamatan, then the city officers and the admins). One row per item,
+    waiting period (``since``: a proposal sent again starts a new one) and scope level, inserted in the
+    transaction that enqueues the notices: two instances running the job at once escalate once."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (
+        UniqueConstraint("item_type", "item_id", "since", "scope_level", name="uq_escalations_item_level"),
+        Index("ix_escalations_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_type: Mapped[str] = mapped_column(String(12))  # "proposal" (review) or "report" (verification)
+    item_id: Mapped[int] = mapped_column(Integer)
+    since: Mapped[dt.datetime] = mapped_column()  # when it started waiting (UTC)
+    level: Mapped[int] = mapped_column(Integer)  # 0: the officer in charge; 1, 2...: the levels above
+    scope_level: Mapped[str] = mapped_column(String(16))  # whose turn: kelurahan, kecamatan or kota
+    age_days: Mapped[int] = mapped_column(Integer)  # working days waited when escalated
+    recipients: Mapped[list[int]] = mapped_column(JSON, default=list)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)

@@ -5,7 +5,9 @@
 it at send time with ``digest_for`` again (current numbers; nothing is sent when the queues have
 emptied meanwhile or the officer's scope was revoked) and sends the chart of ``render_chart``.
 
-Every officer gets a daily digest for now: a per-officer daily / weekly / off setting needs a column.
+Each officer chooses how often (``notification_prefs.digest``, in /pengaturan): every working day
+(the default), weekly (the first working day of the week) or off. Weekends and Indonesian public
+holidays get no digest: whatever waits is in the next working day's.
 
 "Overdue" means waiting for more than ``OVERDUE_AFTER`` working days (Monday-Friday, minus the
 holidays passed in). The queues come oldest first, so ages are taken from the oldest
@@ -33,7 +35,18 @@ from bot.domain.timefmt import working_days_between
 from bot.services import export, outbox, progress, registration, review
 from bot.services.users import officer_scope
 from storage.db import begin_write
-from storage.models import REG_PENDING, RT, Kelurahan, Officer, Outbox, RTHead
+from storage.models import (
+    DIGEST_DAILY,
+    DIGEST_OFF,
+    DIGEST_WEEKLY,
+    REG_PENDING,
+    RT,
+    Kelurahan,
+    NotificationPrefs,
+    Officer,
+    Outbox,
+    RTHead,
+)
 from storage.repositories.wilayah import scope_filter
 
 KIND = "digest.officer"
@@ -182,8 +195,18 @@ async def digest_for(
     )
 
 
-def is_due(day: dt.date) -> bool:
-    """Whether digests go out on ``day``: every day for now (see the module docstring)."""
+def is_working_day(day: dt.date, holidays: Collection[dt.date]) -> bool:
+    return day.weekday() < 5 and day not in holidays
+
+
+def is_due(day: dt.date, mode: str, holidays: Collection[dt.date] = frozenset()) -> bool:
+    """Whether an officer with digest ``mode`` gets one on ``day``: daily on working days, weekly on
+    the week's first working day (Tuesday when Monday is a holiday), never when off."""
+    if mode == DIGEST_OFF or not is_working_day(day, holidays):
+        return False
+    if mode == DIGEST_WEEKLY:
+        monday = day - dt.timedelta(days=day.weekday())
+        return not any(is_working_day(monday + dt.timedelta(days=i), holidays) for i in range(day.weekday()))
     return True
 
 
@@ -198,11 +221,22 @@ async def enqueue_due(
     """
     tz = ZoneInfo(settings.timezone)
     today = now.astimezone(tz).date()
-    if not is_due(today):
+    if not is_working_day(today, holidays):
+        await session.rollback()
         return 0
     officer_ids = list(
         dict.fromkeys((await session.scalars(select(Officer.user_id).where(Officer.revoked_at.is_(None)))).all())
     )
+    modes = dict(
+        (
+            await session.execute(
+                select(NotificationPrefs.user_id, NotificationPrefs.digest).where(
+                    NotificationPrefs.user_id.in_(officer_ids)
+                )
+            )
+        ).all()
+    )
+    officer_ids = [uid for uid in officer_ids if is_due(today, modes.get(uid) or DIGEST_DAILY, holidays)]
     due = [uid for uid in officer_ids if await digest_for(session, uid, now, settings, holidays=holidays) is not None]
     if not due:
         await session.rollback()

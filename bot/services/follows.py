@@ -42,6 +42,8 @@ from bot.domain.workflow import DRAF, MINTA_REVISI, SETUJUI, TOLAK
 from bot.services import audit, outbox
 from storage.db import begin_write, release
 from storage.models import (
+    DIGEST_DAILY,
+    DIGEST_MODES,
     NOTIFY_MODES,
     OUTBOX_PENDING,
     QUIET_END_DEFAULT,
@@ -230,7 +232,11 @@ async def prefs_of(session: AsyncSession, user_id: int) -> NotificationPrefs:
     prefs = await session.get(NotificationPrefs, user_id)
     if prefs is None:
         prefs = NotificationPrefs(
-            user_id=user_id, mode=rules.NOTIFY_ALL, quiet_start=QUIET_START_DEFAULT, quiet_end=QUIET_END_DEFAULT
+            user_id=user_id,
+            mode=rules.NOTIFY_ALL,
+            quiet_start=QUIET_START_DEFAULT,
+            quiet_end=QUIET_END_DEFAULT,
+            digest=DIGEST_DAILY,
         )
     return prefs
 
@@ -240,10 +246,19 @@ async def _prefs_for_update(session: AsyncSession, user_id: int) -> tuple[Notifi
     prefs = await session.get(NotificationPrefs, user_id, with_for_update=True)
     if prefs is None:
         prefs = NotificationPrefs(
-            user_id=user_id, mode=rules.NOTIFY_ALL, quiet_start=QUIET_START_DEFAULT, quiet_end=QUIET_END_DEFAULT
+            user_id=user_id,
+            mode=rules.NOTIFY_ALL,
+            quiet_start=QUIET_START_DEFAULT,
+            quiet_end=QUIET_END_DEFAULT,
+            digest=DIGEST_DAILY,
         )
         session.add(prefs)
-    before = {"mode": prefs.mode, "quiet_start": prefs.quiet_start, "quiet_end": prefs.quiet_end}
+    before = {
+        "mode": prefs.mode,
+        "quiet_start": prefs.quiet_start,
+        "quiet_end": prefs.quiet_end,
+        "digest": prefs.digest or DIGEST_DAILY,
+    }
     return prefs, before
 
 
@@ -255,6 +270,18 @@ async def set_mode(session: AsyncSession, user_id: int, mode: str) -> Notificati
     prefs.mode = mode
     prefs.updated_at = utcnow()
     audit.record(session, user_id, "prefs.mode", "notification_prefs", user_id, before=before, after={"mode": mode})
+    await session.commit()
+    return prefs
+
+
+async def set_digest(session: AsyncSession, user_id: int, mode: str) -> NotificationPrefs:
+    """Officers' morning digest: "harian", "mingguan" or "mati" (ValueError otherwise)."""
+    if mode not in DIGEST_MODES:
+        raise ValueError(f"unknown digest mode {mode!r}")
+    prefs, before = await _prefs_for_update(session, user_id)
+    prefs.digest = mode
+    prefs.updated_at = utcnow()
+    audit.record(session, user_id, "prefs.digest", "notification_prefs", user_id, before=before, after={"digest": mode})
     await session.commit()
     return prefs
 

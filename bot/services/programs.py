@@ -55,7 +55,7 @@ async def ensure(session: AsyncSession, settings: Settings, year: int) -> Progra
     return program
 
 
-EDITABLE = ("name", "budget_per_rt", "code_prefix", "submission_opens", "submission_closes")
+EDITABLE = ("name", "budget_per_rt", "code_prefix", "submission_opens", "submission_closes", "reminder_settings")
 
 
 def _snapshot(program: Program) -> dict[str, object]:
@@ -73,6 +73,10 @@ async def update(
     await begin_write(session)
     program = await session.get(Program, program.id, populate_existing=True)
     before = _snapshot(program)
+    if "reminder_settings" in changes:
+        from bot.services.reminders import ReminderConfig
+
+        ReminderConfig.from_json(changes["reminder_settings"])  # type: ignore[arg-type]  # ReminderConfigError
     for field, value in changes.items():
         setattr(program, field, value)
     if program.submission_opens > program.submission_closes:

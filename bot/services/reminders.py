@@ -15,7 +15,9 @@ key left out takes the default in :class:`ReminderConfig`):
 
 ``texts`` may replace a kind's text for that year (``{"texts": {"window": "..."}}``, used as
 written for every language, with ``{code}``, ``{title}``, ``{days}``, ``{date}``, ``{place}``...).
-``enabled: false`` turns a year's reminders off.
+``enabled: false`` turns a year's reminders off. ``sla_working_days`` (5) and
+``escalation_step_working_days`` (2) set when work waiting for an officer is escalated
+(``bot/services/escalations.py``).
 
 Each reminder given is a :class:`ReminderSent` row, unique per occurrence and per person and local
 day, inserted (or skipped) in the transaction that enqueues its outbox row: two instances running
@@ -97,6 +99,8 @@ class ReminderConfig:
     report_days: int = 14
     year_end_days: tuple[int, ...] = (30, 14, 7)
     texts: Mapping[str, str] = field(default_factory=dict)
+    sla_working_days: int = 5  # officers: a review or verification is overdue after this (escalations)
+    escalation_step_working_days: int = 2  # then one level up every this many working days
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any] | None) -> ReminderConfig:
@@ -110,6 +114,8 @@ class ReminderConfig:
             "report_days",
             "year_end_days",
             "texts",
+            "sla_working_days",
+            "escalation_step_working_days",
         }
         if unknown:
             raise ReminderConfigError("unknown reminder setting(s): " + ", ".join(sorted(unknown)))
@@ -124,6 +130,9 @@ class ReminderConfig:
             kw["revision_working_days"] = _days(data["revision_working_days"], "revision_working_days")
         if "report_days" in data:
             kw["report_days"] = _days(data["report_days"], "report_days")
+        for name in ("sla_working_days", "escalation_step_working_days"):
+            if name in data:
+                kw[name] = _days(data[name], name)
         if "texts" in data:
             texts = data["texts"]
             if not isinstance(texts, Mapping) or not all(k in KINDS and isinstance(v, str) for k, v in texts.items()):

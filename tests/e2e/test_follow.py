@@ -13,8 +13,10 @@ from sqlalchemy import select
 
 from bot.domain import follow as rules
 from bot.services import follows, progress, review, users
-from storage.models import Outbox
+from handlers.follow import SettingsCb
+from storage.models import DIGEST_OFF, DIGEST_WEEKLY, AuditLog, NotificationPrefs, Outbox
 from tests.e2e.conftest import ADMIN_ID, t
+from tests.e2e.test_public import STALE
 from tests.e2e.test_review import open_card, seed, start_chat, submitted
 
 pytestmark = pytest.mark.e2e
@@ -114,3 +116,38 @@ async def test_resident_follows_an_rt_and_gets_decision_notices(tg, launch, sqli
     await head.wait_message(p3.code, timeout=15)
     await ana.expect_no_message(1.0)
     assert len(await follow_rows(db, sqlite_url, ana.id)) == 2
+
+
+async def test_officer_chooses_how_often_the_morning_summary_comes(tg, launch, sqlite_url, db, tmp_path):
+    """/pengaturan shows officers the morning-summary choice (every working day, Monday only, off);
+    residents do not see it, and a forged press of it is refused without changing anything."""
+    await launch(sqlite_url)
+    officer = tg.user("Rina", "Petugas", language_code="id")
+    head = tg.user("Budi", language_code="id")
+    ana = tg.user("Ana", language_code="id")
+    await start_chat(officer, head, ana)
+    await seed(db, sqlite_url, tmp_path, officer, head)
+
+    await officer.send("/pengaturan")
+    view = await officer.wait_message(t("⚙️ <b>Notice settings</b>"))
+    assert t("Morning summary for officers (07:00): <b>{mode}</b>").format(mode=t("☀️ Every working day")) in view.text
+    assert "✓ " + t("☀️ Every working day") in view.button_texts
+    await officer.press(t("🗓 Monday only"), message=view)
+    changed = await officer.wait_message(t("🗓 Monday only"), include_edits=True)
+    assert "✓ " + t("🗓 Monday only") in changed.button_texts
+    async with db(sqlite_url) as s:
+        prefs = await s.get(NotificationPrefs, officer.id)
+        assert prefs.digest == DIGEST_WEEKLY
+        logged = (await s.scalars(select(AuditLog).where(AuditLog.action == "prefs.digest"))).all()
+        assert [(a.actor_id, a.after) for a in logged] == [(officer.id, {"digest": DIGEST_WEEKLY})]
+
+    await ana.send("/pengaturan")
+    mine = await ana.wait_message(t("⚙️ <b>Notice settings</b>"))
+    assert t("🗓 Monday only") not in mine.button_texts and "07:00" not in mine.text
+    answer = await ana.press(data=SettingsCb(action="digest", value=DIGEST_OFF).pack())
+    assert answer.show_alert and answer.text == t(STALE)
+    answer = await officer.press(data=SettingsCb(action="digest", value="setiap-jam").pack())
+    assert answer.show_alert and answer.text == t(STALE)
+    async with db(sqlite_url) as s:
+        assert await s.get(NotificationPrefs, ana.id) is None
+        assert (await s.get(NotificationPrefs, officer.id)).digest == DIGEST_WEEKLY

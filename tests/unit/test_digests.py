@@ -22,7 +22,7 @@ from bot.notices_digests import DigestNotice
 from bot.services import digests, officers, proposals
 from handlers.review.callbacks import ReviewCb
 from storage.db import begin_write
-from storage.models import Outbox, Proposal, utcnow
+from storage.models import Outbox, Proposal
 from tests.unit.test_progress_service import APPROVED_AMOUNT, approved_proposal
 from tests.unit.test_proposals_service import (
     ADMIN,
@@ -176,11 +176,12 @@ async def test_concurrent_runs_enqueue_one_digest_per_officer_per_day(sessionmak
     ]
 
 
-async def test_renderer_sends_a_chart_with_caption_and_queue_buttons(sessionmaker, tmp_path):
+async def test_renderer_sends_a_chart_with_caption_and_queue_buttons(sessionmaker, tmp_path, monkeypatch):
     w = await setup_world(sessionmaker, tmp_path)
     await approved_proposal(sessionmaker, w, 0)
     await submitted(sessionmaker, w, 1)
-    now = utcnow()
+    now = NOW  # Tuesday 07:00 WITA (a working day); the renderer checks the day with its own clock
+    monkeypatch.setattr("bot.notices_digests.utcnow", lambda: now + dt.timedelta(minutes=5))
     async with sessionmaker() as s:
         assert await digests.enqueue_due(s, now, SETTINGS) == 1
         (row,) = await digest_rows(s)

@@ -15,9 +15,10 @@ from bot.config import Settings
 from bot.scheduler import (
     JOB_CLOSE_VOTES,
     JOB_DIGESTS,
+    JOB_ESCALATIONS,
     JOB_REMINDERS,
-    build_scheduler,
     _stoppable,
+    build_scheduler,
     close_votes_job,
     drain_scheduler,
     reminders_job,
@@ -44,7 +45,8 @@ async def test_scheduler_starts_in_the_loop_with_its_jobs(sessionmaker):
     try:
         assert scheduler.running
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {JOB_REMINDERS, JOB_CLOSE_VOTES, JOB_DIGESTS}
+        assert set(jobs) == {JOB_REMINDERS, JOB_CLOSE_VOTES, JOB_DIGESTS, JOB_ESCALATIONS}
+        assert jobs[JOB_ESCALATIONS].trigger.interval == dt.timedelta(minutes=15)
         assert jobs[JOB_REMINDERS].trigger.interval == dt.timedelta(minutes=15)
         # 08:00 WITA: today's 07:00 digest was missed (the bot was down): it runs at start
         assert jobs[JOB_DIGESTS].next_run_time == at(dt.date(2026, 3, 24), 8)
