@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
@@ -36,7 +36,7 @@ from bot.services.wilayah import ensure_sample_wilayah
 from fakeapi import make_jpeg, make_pdf
 from fakeapi.media import make_scene_jpeg
 from fakeapi.state import World
-from storage.db import create_engine, create_sessionmaker
+from storage.db import begin_write, create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import (
     MEDIA_BUKTI_MUSYAWARAH,
@@ -51,6 +51,7 @@ from storage.models import (
     Program,
     ProgressReport,
     Proposal,
+    ProposalEvent,
     utcnow,
 )
 
@@ -359,12 +360,13 @@ async def seed(settings: Settings) -> None:
                 lines=[RabLine("Gerobak sampah", 2, "unit", 3_500_000)],
             )  # fmt: skip
             await seeder.decide(rejected, "tolak", "Gerobak sampah sudah dianggarkan DLH Kota tahun ini.")
-            await seeder.proposal(
+            paving = await seeder.proposal(
                 sari, rts[sari], category="infrastruktur", title="Pavingisasi halaman posyandu",
                 description="Halaman posyandu becek; paving 60 m2 agar ibu dan balita aman.",
                 lines=[RabLine("Paving block", 60, "m2", 120_000), RabLine("Tukang", 6, "hari", 150_000)],
                 photos=3, location=(0.13280, 117.49610),
             )  # fmt: skip
+            await _waited(session, paving, dt.timedelta(days=12))  # past the SLA: escalated at start
             drain_site = (0.13300, 117.49660)
             drainage = await seeder.proposal(
                 sari, rts[sari], category="infrastruktur", title="Perbaikan saluran drainase",
@@ -391,6 +393,16 @@ async def seed(settings: Settings) -> None:
             await _settle_old_notices(session)
     finally:
         await engine.dispose()
+
+
+async def _waited(session: AsyncSession, proposal_id: int, age: dt.timedelta) -> None:
+    """Make a submitted proposal one that was sent ``age`` ago (its history moves with it), so the
+    officer's escalation and the overdue count in the digest show at the sandbox's first start."""
+    sent = utcnow() - age
+    await begin_write(session)
+    await session.execute(update(Proposal).where(Proposal.id == proposal_id).values(submitted_at=sent, created_at=sent))
+    await session.execute(update(ProposalEvent).where(ProposalEvent.proposal_id == proposal_id).values(at=sent))
+    await session.commit()
 
 
 async def _settle_old_notices(session: AsyncSession) -> None:
