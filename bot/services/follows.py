@@ -85,6 +85,9 @@ __all__ = [
 
 MAX_FOLLOWS = 20
 NOTICE_EVENT = "follow.event"
+# Held until the end of the quiet hours when made inside them (so moved when those change), with
+# the reminders to Ketua RT ("reminder.*"); escalations are made by bot/services/escalations.py.
+QUIET_HELD_KINDS = (NOTICE_EVENT, "escalation.officer")
 NOTICE_WEEKLY = "follow.weekly"
 WEEKLY_MAX_EVENTS = 200  # events kept in one pending summary (a summary shows far fewer)
 
@@ -288,7 +291,8 @@ async def set_digest(session: AsyncSession, user_id: int, mode: str) -> Notifica
 
 async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -> NotificationPrefs:
     """Quiet hours from ``start`` to ``end`` (local minutes; equal: none). Notices already held
-    for this user are rescheduled to the new window (sent at once when it no longer covers now)."""
+    for this user (follow notices, reminders, escalations) are rescheduled to the new window (sent
+    at once when it no longer covers now)."""
     for value in (start, end):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < rules.DAY:
             raise ValueError(f"minute of the day out of range: {value!r}")
@@ -300,7 +304,12 @@ async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -
     held = (
         await session.scalars(
             select(Outbox)
-            .where(Outbox.chat_id == user_id, Outbox.kind == NOTICE_EVENT, Outbox.status == OUTBOX_PENDING)
+            .where(
+                Outbox.chat_id == user_id,
+                or_(Outbox.kind.in_(QUIET_HELD_KINDS), Outbox.kind.like("reminder.%")),
+                Outbox.status == OUTBOX_PENDING,
+                Outbox.attempts == 0,  # held for quiet hours, not waiting to be retried
+            )
             .with_for_update(skip_locked=True)
         )
     ).all()

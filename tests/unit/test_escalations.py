@@ -287,3 +287,20 @@ def test_digest_frequency_rule():
     # a week whose Monday is a holiday: Tuesday instead
     assert digests.is_due(D(2026, 2, 17), "mingguan", {D(2026, 2, 16)})
     assert not digests.is_due(D(2026, 2, 16), "mati", imlek)
+
+
+async def test_turning_quiet_hours_off_releases_a_held_escalation(sessionmaker, tmp_path):
+    await world(sessionmaker, tmp_path)
+    async with sessionmaker() as s:
+        await escalations.run_due(s, at(D(2026, 2, 16), 0, 5), SETTINGS)
+    (row,) = [r for r in await new_rows(sessionmaker, escalations.KIND, set()) if r.chat_id == OFFICER_API]
+    assert row.next_attempt_at == at(D(2026, 2, 16), 6)
+    async with sessionmaker() as s:
+        await follows.set_quiet(s, OFFICER_API, 0, 0)
+    async with sessionmaker() as s:
+        released = await s.get(Outbox, row.id)
+        assert abs(released.next_attempt_at - dt.datetime.now(dt.UTC)) < dt.timedelta(minutes=1)  # due now
+        others = (
+            await s.scalars(select(Outbox).where(Outbox.chat_id == OFFICER_KEC, Outbox.kind == escalations.KIND))
+        ).all()
+        assert {o.next_attempt_at for o in others} == {at(D(2026, 2, 16), 6)}  # someone else's: untouched
