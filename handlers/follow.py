@@ -83,9 +83,9 @@ MODE_LABELS = {
 }
 QUIET_PRESETS = ((21 * 60, 6 * 60), (22 * 60, 5 * 60))
 DIGEST_LABELS = {
-    DIGEST_DAILY: N_("☀️ Every working day"),
-    DIGEST_WEEKLY: N_("🗓 Monday only"),
-    DIGEST_OFF: N_("🔕 No summary"),
+    DIGEST_DAILY: N_("☀️ Daily"),
+    DIGEST_WEEKLY: N_("🗓 Mondays"),
+    DIGEST_OFF: N_("🔕 None"),
 }
 
 
@@ -253,15 +253,21 @@ def _settings_view(
         )
     if officer:
         digest = prefs.digest or DIGEST_DAILY
-        lines.append(
-            _("Morning summary for officers (07:00): <b>{mode}</b>").format(mode=_(DIGEST_LABELS.get(digest, digest)))
-        )
+        lines.append(_("Officers' morning summary: <b>{mode}</b>").format(mode=_(DIGEST_LABELS.get(digest, digest))))
     lines += [
         "",
         _("🔔 Everything — every decision and progress report"),
         _("✅ Decisions only — approved, rejected, sent back, completed"),
         _("🗓 Weekly summary — one message on Monday morning"),
         _("🔕 Off — no notices"),
+    ]
+    if officer:
+        lines += [
+            "",
+            _("Morning summary (07:00, working days only):"),
+            _("☀️ Daily — every working day · 🗓 Mondays — once a week · 🔕 None"),
+        ]
+    lines += [
         "",
         _("Choose below."),
     ]

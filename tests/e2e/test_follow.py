@@ -130,11 +130,11 @@ async def test_officer_chooses_how_often_the_morning_summary_comes(tg, launch, s
 
     await officer.send("/pengaturan")
     view = await officer.wait_message(t("⚙️ <b>Notice settings</b>"))
-    assert t("Morning summary for officers (07:00): <b>{mode}</b>").format(mode=t("☀️ Every working day")) in view.text
-    assert "✓ " + t("☀️ Every working day") in view.button_texts
-    await officer.press(t("🗓 Monday only"), message=view)
-    changed = await officer.wait_message(t("🗓 Monday only"), include_edits=True)
-    assert "✓ " + t("🗓 Monday only") in changed.button_texts
+    assert t("Officers' morning summary: <b>{mode}</b>").format(mode=t("☀️ Daily")) in view.text
+    assert "✓ " + t("☀️ Daily") in view.button_texts
+    await officer.press(t("🗓 Mondays"), message=view)
+    changed = await officer.wait_message(t("🗓 Mondays"), include_edits=True)
+    assert "✓ " + t("🗓 Mondays") in changed.button_texts
     async with db(sqlite_url) as s:
         prefs = await s.get(NotificationPrefs, officer.id)
         assert prefs.digest == DIGEST_WEEKLY
@@ -143,7 +143,7 @@ async def test_officer_chooses_how_often_the_morning_summary_comes(tg, launch, s
 
     await ana.send("/pengaturan")
     mine = await ana.wait_message(t("⚙️ <b>Notice settings</b>"))
-    assert t("🗓 Monday only") not in mine.button_texts and "07:00" not in mine.text
+    assert t("🗓 Mondays") not in mine.button_texts and t("Morning summary (07:00, working days only):") not in mine.text
     answer = await ana.press(data=SettingsCb(action="digest", value=DIGEST_OFF).pack())
     assert answer.show_alert and answer.text == t(STALE)
     answer = await officer.press(data=SettingsCb(action="digest", value="setiap-jam").pack())
