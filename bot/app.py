@@ -6,22 +6,31 @@ import asyncio
 import logging
 import signal
 from contextlib import suppress
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
-from aiogram.exceptions import TelegramNetworkError, TelegramServerError, TelegramUnauthorizedError
+from aiogram.exceptions import (
+    TelegramBadRequest,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+    TelegramUnauthorizedError,
+)
 from aiogram.fsm.storage.base import BaseEventIsolation, BaseStorage
 from aiogram.fsm.storage.memory import SimpleEventIsolation
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, User
 from aiogram.utils.i18n import I18n
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.config import Settings
 from bot.debounce import Debouncer
 from bot.i18n import LANGUAGES, build_i18n
+from bot.leader import Leadership
 from bot.middlewares.context import HandlerTraceMiddleware, UpdateContextMiddleware
 from bot.middlewares.i18n import UserLocaleMiddleware
 from bot.notifier import OutboxSender
@@ -29,10 +38,12 @@ from bot.polling import SafePoller
 from bot.services import programs
 from bot.services.media import LocalMediaStore
 from bot.services.wilayah import ensure_sample_wilayah
+from bot.web import Health, WebhookHandler, WebServer, database_checks, migration_head, redis_check
+from bot.web import build_app as build_web_app
 from storage import handled
 from storage.db import begin_write, create_engine, create_sessionmaker
 from storage.fsm import SQLStorage
-from storage.migrate import upgrade
+from storage.migrate import SchemaAhead, upgrade
 
 log = logging.getLogger("prolita")
 
@@ -160,7 +171,11 @@ async def register_commands(bot: Bot, i18n: I18n, admin_ids: tuple[int, ...]) ->
 
 async def prepare_database(settings: Settings) -> tuple[AsyncEngine, async_sessionmaker[AsyncSession]]:
     engine = create_engine(settings.database_url)
-    await upgrade(engine)
+    try:
+        await upgrade(engine)  # several instances: one upgrades, the others wait (advisory lock)
+    except SchemaAhead as exc:  # an older instance started beside a newer one: refuse, clearly
+        await engine.dispose()
+        raise StartupError(str(exc)) from None
     sessionmaker = create_sessionmaker(engine)
     report = await ensure_sample_wilayah(sessionmaker)
     if report is not None:
@@ -194,22 +209,152 @@ async def _connect(bot: Bot, stopping: asyncio.Event) -> User | None:
     return None
 
 
+class StartupError(Exception):
+    """The bot cannot start; the message says what to fix (shown without a traceback)."""
+
+
+class BackgroundServices:
+    """The work besides answering updates: the outbox sender, the broadcast progress editor (admins'
+    "Terkirim 120/499") and the scheduler (reminders, digests, closing votes).
+
+    With several instances only one runs them: ``start()`` and ``stop()`` are the leader's
+    callbacks and may run again and again in one process; each ``start()`` builds fresh ones.
+    ``stop()`` returns when they have stopped (scheduled runs in flight finished, the sender's
+    unsent rows given back).
+    """
+
+    def __init__(
+        self, settings: Settings, bot: Bot, sessionmaker: async_sessionmaker[AsyncSession], i18n: I18n
+    ) -> None:
+        self.settings = settings
+        self.bot = bot
+        self.sessionmaker = sessionmaker
+        self.i18n = i18n
+        self.sender: OutboxSender | None = None
+        self._progress: Any = None
+        self._scheduler: Any = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        from bot.clock import SystemClock
+        from bot.notices_broadcast import BroadcastProgress
+        from bot.scheduler import build_scheduler
+
+        settings = self.settings
+        self.sender = OutboxSender(
+            self.bot, self.sessionmaker, self.i18n, settings.admin_ids,
+            rate=settings.send_rate, concurrency=settings.send_concurrency, lease=settings.send_lease,
+        )  # fmt: skip
+        self._progress = BroadcastProgress(self.bot, self.sessionmaker, self.i18n, self.sender)
+        self._scheduler = build_scheduler(settings, self.sessionmaker, SystemClock())
+        self._tasks = [asyncio.create_task(self.sender.run(), name="outbox-sender")]
+        self._scheduler.start()  # inside the running loop; every job also runs once now
+        self._tasks.append(asyncio.create_task(self._progress.run(), name="broadcast-progress"))
+
+    def request_stop(self) -> None:
+        """Take on no new work (safe from a signal handler); what is in flight finishes in ``stop()``."""
+        from bot.scheduler import pause_scheduler
+
+        if self.sender is not None:
+            self.sender.stop()
+        if self._scheduler is not None:
+            pause_scheduler(self._scheduler)
+        if self._progress is not None:
+            self._progress.stop()
+
+    async def stop(self) -> None:
+        from bot.scheduler import drain_scheduler
+
+        self.request_stop()
+        if self._scheduler is not None:
+            await drain_scheduler(self._scheduler)
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            await task
+
+    def close(self) -> None:
+        """On the way out, also after an error: no scheduled job fires any more."""
+        from bot.scheduler import stop_scheduler
+
+        if self._scheduler is not None:
+            stop_scheduler(self._scheduler)
+
+
+def build_web(
+    settings: Settings,
+    dp: Dispatcher,
+    bot: Bot,
+    engine: AsyncEngine,
+    sessionmaker: async_sessionmaker[AsyncSession],
+) -> tuple[WebServer | None, Health]:
+    """The web server: on PORT with the webhook in webhook mode, on HEALTH_PORT (if set) when polling."""
+    health = Health(checks=database_checks(engine, migration_head()))
+    redis = getattr(dp.storage, "redis", None)
+    if redis is not None:
+        health.checks["redis"] = redis_check(redis)
+    if settings.webhook_url:
+        assert settings.webhook_secret is not None  # required with WEBHOOK_URL (bot/config.py)
+        handler = WebhookHandler(dp, bot, settings.webhook_secret.get_secret_value(), health)
+        app = build_web_app(health, sessionmaker, webhook=(settings.webhook_path, handler))
+        return WebServer(app, settings.port), health
+    if settings.health_port is not None:
+        return WebServer(build_web_app(health, sessionmaker), settings.health_port), health
+    return None, health
+
+
+async def set_webhook(bot: Bot, settings: Settings, allowed_updates: list[str], stopping: asyncio.Event) -> bool:
+    """Register WEBHOOK_URL with Telegram (waiting out network trouble); False if stopped first."""
+    assert settings.webhook_url is not None and settings.webhook_secret is not None
+    delay = 1.0
+    while not stopping.is_set():
+        try:
+            await bot.set_webhook(
+                settings.webhook_url,
+                secret_token=settings.webhook_secret.get_secret_value(),
+                allowed_updates=allowed_updates,
+                drop_pending_updates=False,
+            )
+            return True
+        except TelegramRetryAfter as exc:  # setWebhook is limited to once a second (other instances)
+            wait = float(exc.retry_after)
+        except TelegramBadRequest as exc:
+            raise StartupError(f"Telegram refused WEBHOOK_URL {settings.webhook_url}: {exc.message}") from None
+        except (TelegramNetworkError, TelegramServerError, OSError) as exc:
+            log.warning("cannot set the webhook (%s); retrying in %.0fs", exc, delay)
+            wait, delay = delay, min(delay * 2, 60)
+        with suppress(TimeoutError):
+            await asyncio.wait_for(stopping.wait(), wait)
+    return False
+
+
 async def run_bot(settings: Settings) -> None:
     engine, sessionmaker = await prepare_database(settings)
     i18n = build_i18n()
     bot = build_bot(settings)
     dp = build_dispatcher(settings, sessionmaker, i18n)
-    sender = OutboxSender(
-        bot, sessionmaker, i18n, settings.admin_ids,
-        rate=settings.send_rate, concurrency=settings.send_concurrency, lease=settings.send_lease,
-    )
-    from bot.notices_broadcast import BroadcastProgress
+    services = BackgroundServices(settings, bot, sessionmaker, i18n)
+    web_server, health = build_web(settings, dp, bot, engine, sessionmaker)
+    # One instance (the leader) runs the sender and the scheduler; on SQLite this one, at once.
+    leadership = Leadership(settings.database_url, instance_id=settings.instance_id, retry=settings.leader_retry)
+    leading: asyncio.Task[None] | None = None
 
-    progress = BroadcastProgress(bot, sessionmaker, i18n, sender)  # edits admins' "Terkirim 120/499"
-    from bot.clock import SystemClock
-    from bot.scheduler import build_scheduler, drain_scheduler, pause_scheduler, stop_scheduler
+    async def elected() -> None:
+        await services.start()
+        metrics.LEADER.set(1)
 
-    scheduler = build_scheduler(settings, sessionmaker, SystemClock())  # reminders, closing votes
+    async def deposed() -> None:
+        await services.stop()
+        metrics.LEADER.set(0)
+
+    def lead() -> asyncio.Task[None]:
+        return asyncio.create_task(leadership.run(elected, deposed), name="leadership")
+
     poller: SafePoller | None = None
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -220,37 +365,58 @@ async def run_bot(settings: Settings) -> None:
             stopping.set()
             if poller is not None:
                 poller.stop()
-            sender.stop()
-            pause_scheduler(scheduler)  # runs in flight finish; drained below
-            progress.stop()
+            services.request_stop()  # scheduled runs in flight finish; drained below
+            leadership.stop()
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         with suppress(NotImplementedError):
             loop.add_signal_handler(sig, request_stop, sig.name)
     try:
+        if web_server is not None:  # /healthz answers while connecting; webhook calls get 503 until started
+            try:
+                await web_server.start()
+            except OSError as exc:
+                raise StartupError(f"cannot listen on port {web_server.port}: {exc.strerror or exc}") from None
         me = await _connect(bot, stopping)
         if me is None:
             return
-        log.info("bot @%s (id %s) starting with long polling", me.username, me.id)
-        await bot.delete_webhook(drop_pending_updates=False)
+        mode = "a webhook" if settings.webhook_url else "long polling"
+        log.info("bot @%s (id %s) starting with %s", me.username, me.id, mode)
+        if not settings.webhook_url:
+            await bot.delete_webhook(drop_pending_updates=False)
         await register_commands(bot, i18n, settings.admin_ids)
         await dp.emit_startup(bot=bot)
-        poller = SafePoller(bot, dp, allowed_updates=dp.resolve_used_update_types(), timeout=settings.polling_timeout)
-        if stopping.is_set():
-            poller.stop()
-        sender_task = asyncio.create_task(sender.run(), name="outbox-sender")
-        scheduler.start()  # inside the running loop; every job also runs once now
-        progress_task = asyncio.create_task(progress.run(), name="broadcast-progress")
-        await poller.run()
+        allowed_updates = dp.resolve_used_update_types()
+        if settings.webhook_url:
+            assert web_server is not None
+            health.started = True
+            if await set_webhook(bot, settings, allowed_updates, stopping):
+                log.info("webhook set to %s (%s)", settings.webhook_url, ", ".join(allowed_updates))
+                leading = lead()
+                await stopping.wait()
+            await web_server.stop()  # no new calls; those in flight are handled and answered first
+        else:
+            poller = SafePoller(bot, dp, allowed_updates=allowed_updates, timeout=settings.polling_timeout)
+            if stopping.is_set():
+                poller.stop()
+            leading = lead()
+            health.started = True
+            await poller.run()
         await dp.workflow_data["album_replies"].flush()  # albums still waiting for their one answer
-        await drain_scheduler(scheduler)
-        sender.stop()
-        progress.stop()
-        await sender_task
-        await progress_task
+        leadership.stop()
+        if leading is not None:
+            await leading  # the leader stops its services (jobs drained, rows given back), then unlocks
+        await services.stop()
         await dp.emit_shutdown(bot=bot)
     finally:
-        stop_scheduler(scheduler)
+        if leading is not None and not leading.done():
+            leadership.stop()
+            leading.cancel()
+            with suppress(asyncio.CancelledError):
+                await leading
+        services.close()
+        if web_server is not None:
+            await web_server.stop()
         await dp.storage.close()
         await bot.session.close()
         await engine.dispose()

@@ -8,14 +8,26 @@ table is the source of truth and admins may edit it without touching the environ
 from __future__ import annotations
 
 import datetime as dt
+import os
+import re
+import socket
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 LOG_LEVELS = ("CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG")
+LOG_FORMATS = ("text", "json")
+# Paths the web server serves itself; the webhook cannot use them.
+WEB_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+def default_instance_id() -> str:
+    """``hostname-pid``: unique per running process, readable in logs and in ``pg_stat_activity``."""
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 class ConfigError(Exception):
@@ -49,6 +61,20 @@ class Settings(BaseSettings):
     send_lease: int = 300
     # Reminders to Ketua RT and officers' morning digests (off: e.g. end-to-end tests on real time).
     scheduled_messages: bool = True
+    # Several instances (bot/leader.py): this instance's name in logs and pg_stat_activity, and how
+    # often a standby tries the leader lock (and the leader checks it still holds it), in seconds.
+    instance_id: str = Field(default_factory=default_instance_id)
+    leader_retry: float = 2.0
+
+    # Webhook mode (instead of long polling) when WEBHOOK_URL is set: Telegram POSTs each update to
+    # that public HTTPS URL with WEBHOOK_SECRET in a header; the bot listens on PORT (path of the URL)
+    # and serves /healthz, /readyz and /metrics there too.
+    webhook_url: str | None = None
+    webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
+    port: int = 8080
+    # Polling mode: serve /healthz, /readyz and /metrics on this port (off when unset).
+    health_port: int | None = None
+    log_format: str = "text"
 
     @field_validator("admin_ids", mode="before")
     @classmethod
@@ -145,6 +171,80 @@ class Settings(BaseSettings):
         if not 10 <= value <= 86400:
             raise ValueError("must be seconds between 10 and 86400, e.g. 300 (longer than a request may take)")
         return value
+
+    @field_validator("instance_id")
+    @classmethod
+    def _check_instance_id(cls, value: str) -> str:
+        value = value.strip()
+        if not 1 <= len(value) <= 40 or not value.isprintable():
+            raise ValueError("must be 1 to 40 printable characters, e.g. bot-1 (default: hostname-pid)")
+        return value
+
+    @field_validator("leader_retry")
+    @classmethod
+    def _check_leader_retry(cls, value: float) -> float:
+        if not 0.2 <= value <= 60:
+            raise ValueError("must be seconds between 0.2 and 60, e.g. 2")
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError("is not a valid URL, e.g. https://bot.example.go.id/telegram") from None
+        # Telegram itself only calls https://; a self-hosted Bot API server (TELEGRAM_API_URL) may use http.
+        schemes = ("https", "http") if info.data.get("telegram_api_url") else ("https",)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError("must be the public https:// address of this bot, e.g. https://bot.example.go.id/telegram")
+        if (parts.path.rstrip("/") or "/") in WEB_PATHS:
+            raise ValueError("its path must not be " + ", ".join(WEB_PATHS) + " (served by the bot itself)")
+        return value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _check_webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        secret = value.get_secret_value() if value is not None else ""
+        if not secret:
+            if info.data.get("webhook_url"):
+                raise ValueError(
+                    "must be set when WEBHOOK_URL is set: 1-256 characters A-Z, a-z, 0-9, _ and -, "
+                    "e.g. the output of: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+                )
+            return None
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,256}", secret):
+            raise ValueError("must be 1-256 characters A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @field_validator("health_port", mode="before")
+    @classmethod
+    def _empty_health_port(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("port", "health_port")
+    @classmethod
+    def _check_port(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= 65535:
+            raise ValueError("must be a TCP port between 1 and 65535, e.g. 8080")
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _check_log_format(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value not in LOG_FORMATS:
+            raise ValueError("must be text or json")
+        return value
+
+    @property
+    def webhook_path(self) -> str:
+        """The path Telegram POSTs updates to (the path of WEBHOOK_URL)."""
+        return (urlsplit(self.webhook_url).path if self.webhook_url else "") or "/"
 
     @property
     def tz(self) -> ZoneInfo:

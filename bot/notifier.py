@@ -52,7 +52,7 @@ from aiogram.utils.i18n import I18n
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bot import notices
+from bot import metrics, notices
 from bot.domain.delivery import SendLimiter, backoff
 from bot.services import outbox as outbox_service
 from storage.db import begin_write
@@ -229,6 +229,7 @@ class OutboxSender:
             lang = user.language if user is not None else "id"
             if user is not None and user.blocked_bot:
                 self.stats["blocked"] += 1
+                metrics.BLOCKED.inc()
                 await self._finish(row.id, status=OUTBOX_FAILED, error=BLOCKED + "the user blocked the bot earlier")
                 return
             try:
@@ -256,6 +257,7 @@ class OutboxSender:
                 # Paused as Telegram asks; a short pause is waited out here (next _slot), a long
                 # one gives the row back.
                 self.stats["429"] += 1
+                metrics.RETRY_AFTER.inc()
                 scope = self.limiter.on_retry_after(row.chat_id, exc.retry_after)
                 log.warning(
                     "429 #%d from Telegram (chat %s): pausing %s for %ss",
@@ -265,6 +267,7 @@ class OutboxSender:
                 continue
             except TelegramForbiddenError as exc:
                 self.stats["blocked"] += 1
+                metrics.BLOCKED.inc()
                 log.info("outbox %s: user %s cannot be reached (%s); marked as blocked",
                          row.id, row.chat_id, exc.message)
                 await self._mark_blocked(row.chat_id)
@@ -284,6 +287,7 @@ class OutboxSender:
             await self._finish(row.id, status=OUTBOX_PENDING, error="429", delay=wait, undo_attempt=True)
             return
         self.stats["sent"] += 1
+        metrics.MESSAGES_SENT.inc()
         record = getattr(notice, "record", None)
         on_sent = None if record is None else (lambda session: record(session, sent))
         await self._finish(row.id, status=OUTBOX_SENT, error=None, on_sent=on_sent)

@@ -31,11 +31,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--user", action="append", default=[], metavar="FIRST_NAME[:LANG[:PHONE]]",
                         help="create a simulated user (repeatable)")  # fmt: skip
     parser.add_argument("--rate-limits", action="store_true", help="enforce Telegram-like flood limits")
+    parser.add_argument("--rate-limit-scale", type=float, default=1.0, metavar="FACTOR",
+                        help="with --rate-limits: raise the overall and per-chat rates FACTOR times")  # fmt: skip
     parser.add_argument(
         "--insecure-webhooks", action="store_true", help="accept http:// webhooks on any port"
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log every API call")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.rate_limit_scale > 0:
+        parser.error("--rate-limit-scale must be positive")
+    return args
 
 
 async def serve(args: argparse.Namespace) -> None:
@@ -43,7 +48,7 @@ async def serve(args: argparse.Namespace) -> None:
         host=args.host,
         port=args.port,
         control_api=True,
-        rate_limits=RateLimits(enabled=True) if args.rate_limits else None,
+        rate_limits=RateLimits(enabled=True).scaled(args.rate_limit_scale) if args.rate_limits else None,
         allow_insecure_webhooks=args.insecure_webhooks,
     )
     bot = tg.make_bot(args.token, username=args.username, first_name=args.first_name)

@@ -20,6 +20,19 @@ class RateLimits:
     per_chat_per_second: float = 1.0
     per_chat_burst: int = 3
 
+    def scaled(self, factor: float) -> RateLimits:
+        """The same limits with both rates (and the overall burst) raised ``factor`` times, for a
+        short run that keeps the ratios of a real one (the per-chat burst stays)."""
+        if not factor > 0:
+            raise ValueError("the rate-limit scale must be positive")
+        return RateLimits(
+            enabled=self.enabled,
+            per_bot_per_second=self.per_bot_per_second * factor,
+            per_bot_burst=max(1, round(self.per_bot_burst * factor)),
+            per_chat_per_second=self.per_chat_per_second * factor,
+            per_chat_burst=self.per_chat_burst,
+        )
+
 
 @dataclass
 class ServerConfig:
@@ -35,6 +48,10 @@ class ServerConfig:
     conflict_repeat_delay: float = 3.0  # a 409 within 3 s of the previous one is answered 3 s later
     webhook_set_rate_limit: bool = True  # setWebhook at most once per second (429 retry after 1)
     allow_insecure_webhooks: bool = False  # accept http:// and any port (for a local webhook receiver)
+    # Webhook delivery (fakeapi/webhook.py): a failed POST is retried after min_delay, doubling up to max_delay.
+    webhook_retry_min_delay: float = 1.0
+    webhook_retry_max_delay: float = 60.0
+    webhook_timeout: float = 60.0  # seconds a webhook may take to answer
     shutdown_timeout: float = 1.0
 
 

@@ -91,6 +91,8 @@ class BotApi:
         self.world = world
         self.config = config
         self.limiter = RateLimiter(config.rate_limits)
+        # Called after a bot's webhook was set, changed or deleted (the server's webhook delivery).
+        self.on_webhook_changed: Callable[[BotAccount], None] | None = None
         self.methods: dict[str, tuple[str, Callable[..., Any]]] = {}
         for attribute in dir(self):
             if attribute.startswith("api_"):
@@ -503,6 +505,7 @@ class BotApi:
         self._update_allowed_updates(bot, p)
         if same:
             webhook.secret_token = secret or None
+            self._webhook_changed(bot)
             return Answer(True, "Webhook is already set")
         self._abort_long_poll(bot, CONFLICT_SET_WEBHOOK)
         webhook.url = url
@@ -514,6 +517,7 @@ class BotApi:
         webhook.last_error_message = None
         webhook.set_at = time.time()
         self.world.events.publish("webhook", bot_id=bot.id, url=url)
+        self._webhook_changed(bot)
         return Answer(True, "Webhook was set")
 
     def api_deleteWebhook(self, bot: BotAccount, p: Params) -> Any:
@@ -526,7 +530,12 @@ class BotApi:
         bot.webhook.has_custom_certificate = False
         bot.webhook.ip_address = None
         self.world.events.publish("webhook", bot_id=bot.id, url="")
+        self._webhook_changed(bot)
         return Answer(True, "Webhook was deleted")
+
+    def _webhook_changed(self, bot: BotAccount) -> None:
+        if self.on_webhook_changed is not None:
+            self.on_webhook_changed(bot)
 
     def api_getWebhookInfo(self, bot: BotAccount, p: Params) -> Any:
         webhook = bot.webhook

@@ -7,6 +7,7 @@ Routes (like api.telegram.org):
 * ``/file/bot<token>/<file_path>`` — bytes of a file whose path was given by getFile.
 
 Every call is recorded in :attr:`FakeBotAPI.calls`; :attr:`FakeBotAPI.faults` injects failures/delays.
+While a bot has a webhook, :attr:`FakeBotAPI.webhooks` POSTs its updates there (see :mod:`fakeapi.webhook`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from .config import ServerConfig
 from .errors import DEFAULT_DESCRIPTIONS, ApiError, bad_request, not_found, unauthorized
 from .methods import SERVER_CLOSING, Answer, BotApi
 from .params import Params, UploadedFile
-from .state import World
+from .state import BotAccount, World
+from .webhook import WebhookDeliverer
 
 logger = logging.getLogger("fakeapi")
 
@@ -172,6 +174,8 @@ class FakeBotAPI:
         self._seq = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.base_url: str | None = None
+        self.webhooks = WebhookDeliverer(self.world, self.config, self.execute_webhook_reply)
+        self.api.on_webhook_changed = self.webhooks.changed
         self.app = self.build_app()
 
     # ------------------------------------------------------------------------------ lifecycle
@@ -192,12 +196,14 @@ class FakeBotAPI:
         self._runner = runner
         address = runner.addresses[0]
         self.base_url = f"http://{host}:{address[1]}"
+        self.webhooks.start()
         return self.base_url
 
     async def stop(self) -> None:
         for bot in self.world.bots.values():
             if bot.active_poll is not None and not bot.active_poll.done():
                 bot.active_poll.set_result(SERVER_CLOSING)
+        await self.webhooks.stop()
         if self._runner is not None:
             await asyncio.sleep(0)
             await self._runner.cleanup()
@@ -309,6 +315,44 @@ class FakeBotAPI:
             "api_call", bot_id=call.bot_id, method=call.method, call=call, ok=body.get("ok", False)
         )
         return web.json_response(body, status=status)
+
+    async def execute_webhook_reply(self, bot: BotAccount, method: str, params: Params) -> ApiCall:
+        """Run the Bot API call a webhook put in its answer (recorded like any call, as WEBHOOK)."""
+        resolved = self.api.resolve(method)
+        call = ApiCall(
+            seq=next(self._seq),
+            method=resolved[0] if resolved else method,
+            bot_id=bot.id,
+            token=bot.token,
+            http_method="WEBHOOK",
+            params=params.describe(),
+        )
+        self.calls.append(call)
+        try:
+            if resolved is None:
+                raise not_found()
+            result = resolved[1](bot, params)
+            if inspect.isawaitable(result):
+                result = await result
+            if isinstance(result, Answer):
+                result = result.result
+            body: dict[str, Any] = {"ok": True, "result": result}
+            status = 200
+        except ApiError as exc:
+            body = exc.to_json()
+            status = exc.error_code
+        except Exception as exc:
+            logger.exception("fakeapi: %s (webhook reply) failed", call.method)
+            call.exception = traceback.format_exc()
+            body = {"ok": False, "error_code": 500, "description": f"Internal Server Error: {exc!r}"}
+            status = 500
+        call.status = status
+        call.response = body
+        call.finished = time.time()
+        self.world.events.publish(
+            "api_call", bot_id=call.bot_id, method=call.method, call=call, ok=body.get("ok", False)
+        )
+        return call
 
     async def handle_file(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]

@@ -13,6 +13,7 @@ from aiogram.dispatcher.event.bases import UNHANDLED
 from aiogram.types import TelegramObject, Update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bot import metrics
 from bot.config import Settings
 from bot.services import users
 from storage import fsm, handled
@@ -71,6 +72,8 @@ class UpdateContextMiddleware(BaseMiddleware):
                 finally:
                     handled.untrack(session)
         finally:
+            elapsed = time.perf_counter() - started
+            metrics.observe_update(trace["handler"], outcome, elapsed)
             log.info(
                 "update=%s user=%s type=%s handler=%s outcome=%s ms=%.1f",
                 event.update_id,
@@ -78,7 +81,7 @@ class UpdateContextMiddleware(BaseMiddleware):
                 event.event_type,
                 trace["handler"],
                 outcome,
-                (time.perf_counter() - started) * 1000,
+                elapsed * 1000,
             )
 
 

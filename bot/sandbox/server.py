@@ -40,7 +40,10 @@ BOT_NAME = "Prolita Bot"
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 20.0
 # Variables of the parent environment that must not reach the sandboxed bot.
-DROP_ENV = ("BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "ADMIN_IDS", "MEDIA_DIR", "REDIS_URL")
+DROP_ENV = (
+    "BOT_TOKEN", "TELEGRAM_API_URL", "DATABASE_URL", "ADMIN_IDS", "MEDIA_DIR", "REDIS_URL",
+    "WEBHOOK_URL", "WEBHOOK_SECRET", "HEALTH_PORT",
+)  # fmt: skip
 USERNAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]{4,31}$")
 
 

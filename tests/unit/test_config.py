@@ -111,3 +111,31 @@ def test_program_cli_edits_one_year_only(tmp_path):
     r = _run(["program", "set", "--year", "2027", "--opens", "2027-06-01", "--closes", "2027-01-01"],
              {"DATABASE_URL": url}, tmp_path)
     assert r.returncode == 2 and "opens after it closes" in r.stderr
+
+
+def test_program_cli_sets_a_years_reminder_and_escalation_settings(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'prog.db'}"
+    good = tmp_path / "reminders.json"
+    good.write_text('{"window_days": [10, 2], "sla_working_days": 3, "texts": {"window": "Ayo, {days} hari lagi"}}')
+    r = _run(["program", "set", "--year", "2027", "--reminders", str(good)], {"DATABASE_URL": url}, tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "window closing in 10, 2 day(s)" in r.stdout and "overdue after 3 working days" in r.stdout
+    assert "own text for window: Ayo, {days} hari lagi" in r.stdout
+    r = _run(["program", "show", "--year", "2026"], {"DATABASE_URL": url}, tmp_path)
+    assert "reminders      : on (defaults)" in r.stdout and "overdue after 5 working days" in r.stdout
+    bad = tmp_path / "bad.json"
+    for content, message in (
+        ('{"sla_working_days": 0}', "sla_working_days must be a number of days"),
+        ('{"windows": [7]}', "unknown reminder setting(s): windows"),
+        ("[1, 2]", "one JSON object"),
+        ("{not json", "Expecting property name"),
+    ):
+        bad.write_text(content)
+        r = _run(["program", "set", "--year", "2027", "--reminders", str(bad)], {"DATABASE_URL": url}, tmp_path)
+        assert r.returncode == 2 and message in r.stderr, (content, r.stderr)
+    r = _run(["program", "show", "--year", "2027"], {"DATABASE_URL": url}, tmp_path)
+    assert "overdue after 3 working days" in r.stdout  # the bad files changed nothing
+    empty = tmp_path / "empty.json"
+    empty.write_text("{}")
+    r = _run(["program", "set", "--year", "2027", "--reminders", str(empty)], {"DATABASE_URL": url}, tmp_path)
+    assert r.returncode == 0 and "(defaults)" in r.stdout
