@@ -38,7 +38,7 @@ from bot.polling import SafePoller
 from bot.services import programs
 from bot.services.media import LocalMediaStore
 from bot.services.wilayah import ensure_sample_wilayah
-from bot.web import Health, WebhookHandler, WebServer, database_checks, migration_head, redis_check
+from bot.web import Health, WebhookHandler, WebServer, database_checks, redis_check
 from bot.web import build_app as build_web_app
 from storage import handled
 from storage.db import begin_write, create_engine, create_sessionmaker
@@ -294,7 +294,7 @@ def build_web(
     sessionmaker: async_sessionmaker[AsyncSession],
 ) -> tuple[WebServer | None, Health]:
     """The web server: on PORT with the webhook in webhook mode, on HEALTH_PORT (if set) when polling."""
-    health = Health(checks=database_checks(engine, migration_head()))
+    health = Health(checks=database_checks(engine))
     redis = getattr(dp.storage, "redis", None)
     if redis is not None:
         health.checks["redis"] = redis_check(redis)

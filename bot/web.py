@@ -43,26 +43,19 @@ SHUTDOWN_GRACE = 30.0  # seconds in-flight webhook calls may take to finish when
 Check = Callable[[], Awaitable[None]]  # raises (or times out) when the dependency is not usable
 
 
-def migration_head() -> str | None:
-    """The newest revision of the bundled migrations."""
-    from alembic.script import ScriptDirectory
-
-    from storage.migrate import alembic_config
-
-    return ScriptDirectory.from_config(alembic_config()).get_current_head()
-
-
-def database_checks(engine: AsyncEngine, head: str | None) -> dict[str, Check]:
-    from storage.migrate import current_revision
+def database_checks(engine: AsyncEngine) -> dict[str, Check]:
+    from storage.migrate import SchemaState, check_schema
 
     async def database() -> None:
         async with engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
 
     async def migrations() -> None:
-        current = await current_revision(engine)
-        if current != head:
-            raise RuntimeError(f"database at revision {current}, the code needs {head}: run prolita-bot db upgrade")
+        status = await check_schema(engine)
+        if status.state is SchemaState.BEHIND:  # someone must upgrade it: this instance runs on an old schema
+            raise RuntimeError(f"{status.describe()}; run prolita-bot db upgrade or restart the bot")
+        if not status.ok:  # ahead: a newer instance migrated it; this one must be upgraded
+            raise RuntimeError(status.describe())
 
     return {"database": database, "migrations": migrations}
 

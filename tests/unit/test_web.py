@@ -15,10 +15,11 @@ from aiogram import Bot, Dispatcher, Router
 from aiogram.types import Message
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import REGISTRY
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bot import metrics
-from bot.web import SECRET_HEADER, Health, WebhookHandler, build_app, database_checks, migration_head, redis_check
+from bot.web import SECRET_HEADER, Health, WebhookHandler, build_app, database_checks, redis_check
 from storage.db import create_engine, create_sessionmaker
 from storage.migrate import upgrade
 from storage.models import OUTBOX_PENDING, Outbox
@@ -189,7 +190,7 @@ async def serve(app) -> TestClient:
 
 
 async def test_healthz_and_readyz_when_all_is_well(engine: AsyncEngine) -> None:
-    health = Health(checks=database_checks(engine, migration_head()), started=True)
+    health = Health(checks=database_checks(engine), started=True)
     client = await serve(build_app(health, create_sessionmaker(engine)))
     try:
         response = await client.get("/healthz")
@@ -206,18 +207,23 @@ async def test_readyz_fails_while_migrations_are_behind(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'behind.db'}")
     try:
         await upgrade(engine, "0002")
-        health = Health(checks=database_checks(engine, migration_head()), started=True)
+        health = Health(checks=database_checks(engine), started=True)
         client = await serve(build_app(health, None))
         try:
             response = await client.get("/readyz")
             body = await response.json()
             assert response.status == 503
             assert body["checks"]["database"] == "ok"
-            assert "database at revision 0002" in body["checks"]["migrations"]
+            assert "database is at 0002, behind" in body["checks"]["migrations"]
             assert "prolita-bot db upgrade" in body["checks"]["migrations"]
             assert (await client.get("/healthz")).status == 200  # the process itself is fine
             await upgrade(engine)
             assert (await client.get("/readyz")).status == 200
+            async with engine.begin() as conn:  # a newer instance migrated it further
+                await conn.execute(text("UPDATE alembic_version SET version_num = 'f00d'"))
+            body = await (await client.get("/readyz")).json()
+            assert "newer than this version's" in body["checks"]["migrations"]
+            assert "upgrade this instance" in body["checks"]["migrations"]
         finally:
             await client.close()
     finally:
@@ -227,7 +233,7 @@ async def test_readyz_fails_while_migrations_are_behind(tmp_path: Path) -> None:
 async def test_readyz_fails_when_the_database_is_unreachable() -> None:
     engine = create_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")  # nothing listens on port 1
     try:
-        health = Health(checks=database_checks(engine, migration_head()), started=True)
+        health = Health(checks=database_checks(engine), started=True)
         client = await serve(build_app(health, create_sessionmaker(engine)))
         try:
             response = await client.get("/readyz")
@@ -249,7 +255,7 @@ async def test_readyz_fails_when_redis_is_unreachable(engine: AsyncEngine) -> No
 
     redis = Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
     try:
-        health = Health(checks=database_checks(engine, migration_head()), started=True)
+        health = Health(checks=database_checks(engine), started=True)
         health.checks["redis"] = redis_check(redis)
         client = await serve(build_app(health, None))
         try:
@@ -264,7 +270,7 @@ async def test_readyz_fails_when_redis_is_unreachable(engine: AsyncEngine) -> No
 
 
 async def test_readyz_fails_until_started(engine: AsyncEngine) -> None:
-    health = Health(checks=database_checks(engine, migration_head()))
+    health = Health(checks=database_checks(engine))
     client = await serve(build_app(health, None))
     try:
         response = await client.get("/readyz")
