@@ -91,8 +91,12 @@ class FSMBuffer:
     exactly where it was, so the re-delivered update is handled again from the same step.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, session: AsyncSession | None = None) -> None:
         self.entries: dict[str, list[Any]] = {}  # key -> [state, data, dirty]
+        # The update's own session: states are read through it, so an update never holds a second
+        # pooled connection while keeping its first (under a surge that exhausted the pool and
+        # every update waited for a connection held by another waiting update).
+        self.session = session
 
     @property
     def dirty(self) -> bool:
@@ -105,7 +109,7 @@ _BUFFER: contextvars.ContextVar[FSMBuffer | None] = contextvars.ContextVar("prol
 @contextlib.contextmanager
 def update_scope(session: AsyncSession) -> Iterator[FSMBuffer]:
     """Buffer FSM writes of the current update and commit them with ``session``."""
-    buffer = FSMBuffer()
+    buffer = FSMBuffer(session)
     token = _BUFFER.set(buffer)
     session.info["fsm_buffer"] = buffer
     try:
@@ -170,8 +174,12 @@ class SQLStorage(BaseStorage):
     async def _entry(self, buffer: FSMBuffer, k: str) -> list[Any]:
         entry = buffer.entries.get(k)
         if entry is None:
-            async with self.sessionmaker() as s:
-                row = (await s.execute(select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == k))).first()
+            query = select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == k)
+            if buffer.session is not None:
+                row = (await buffer.session.execute(query)).first()
+            else:
+                async with self.sessionmaker() as s:
+                    row = (await s.execute(query)).first()
             entry = [row.state, dict(row.data or {}), False] if row else [None, {}, False]
             buffer.entries[k] = entry
         return entry

@@ -349,6 +349,7 @@ class Proposal(Base):
     __table_args__ = (
         Index("ix_proposals_rt_year_status", "rt_id", "fiscal_year", "status"),
         Index("ix_proposals_status_submitted", "status", "submitted_at"),
+        Index("ix_proposals_year_seq", "fiscal_year", "seq"),  # a code typed by a resident (/cek)
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -1,0 +1,82 @@
+"""The benchmarks at a tiny size: each runs end to end and its correctness figures are zero (no lost
+step or message, no duplicate, no error in the bot's log, every proposal stored once). Times are
+printed by the benchmarks, never asserted here."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from bench import datascale, fanout, surge
+from bench.common import StepClock, percentile, table
+from fakeapi import FakeTelegram, make_jpeg
+
+pytestmark = pytest.mark.e2e
+
+
+def test_percentile_and_table():
+    assert percentile([5, 1, 4, 2, 3], 50) == 3
+    assert percentile([float(i) for i in range(1, 101)], 99) == 99
+    assert percentile(list(range(1, 11)), 100) == 10
+    assert str(percentile([], 50)) == "nan"
+    assert table(["a", "bb"], [[1, 2]]).splitlines() == ["| a | bb |", "|---|----|", "| 1 | 2  |"]
+
+
+async def test_step_clock_measures_in_the_server():
+    """An album is one step; a second message of a step never answers the next one; an unanswered
+    step stays unanswered (lost)."""
+    async with FakeTelegram() as tg:
+        bot = tg.make_bot()
+        user = tg.user("Siti", bot=bot)
+        clock = StepClock(tg)
+        clock.start()
+        clock.label(bot.id, user.id, "album")
+        await user.send_album([make_jpeg(text="1"), make_jpeg(text="2")])
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{tg.base_url}/bot{bot.token}/sendMessage", json={"chat_id": user.id, "text": "2"}
+            ) as r:
+                assert r.status == 200
+            async with http.post(
+                f"{tg.base_url}/bot{bot.token}/sendMessage", json={"chat_id": user.id, "text": "+"}
+            ) as r:
+                assert r.status == 200  # a second message of the album step
+            clock.label(bot.id, user.id, "text")
+            await user.send("halo")
+            await clock.stop()  # nothing answers "halo"
+        [album, text] = clock.of(bot.id)
+        assert (album.label, album.updates, text.label) == ("album", 2, "text")
+        assert album.latency is not None and album.latency >= 0
+        assert text.answered is None
+
+
+async def test_surge_smoke(tmp_path):
+    result = await surge.surge("sqlite", "saturation", 2, think=0.0, pg_url=None, echo=True, seed=1)
+    assert (result.users_done, result.steps) == (2, 2 * surge.WIZARD_STEPS), result.failures
+    assert (result.lost, result.errors, result.missing, result.duplicated) == (0, 0, 0, 0), result.error_lines
+    assert result.proposals == 2
+    assert result.album is not None and result.album.count == 2
+    assert (result.echo_users_done, result.echo_lost) == (2, 0)
+    assert result.echo is not None and result.echo.count == 2 * surge.WIZARD_STEPS
+    text = surge.summary([result])
+    assert "sqlite" in text and "thr/echo" in text
+
+
+async def test_fanout_smoke():
+    result = await fanout.fanout("sqlite", 40, scale=10, send_rate=None, send_concurrency=20, pg_url=None)
+    assert result.reminders_made == 40
+    assert (result.delivered, result.lost, result.duplicated, result.bot_errors) == (40, 0, 0, 0), result.error_lines
+    assert result.outbox == {"sent": 40}
+    assert result.minimum == pytest.approx(40 / 300)
+    assert "ratio" in fanout.summary([result])
+
+
+async def test_datascale_smoke():
+    result = await datascale.run("sqlite", 1000, 5000, 100, None)
+    g, m = result.generated, result.measured
+    assert (g.proposals, g.rab_lines, g.reports) == (1000, 3000, 5000)
+    assert m.lookups is not None and m.lookups.count == 100 and m.lookups_found == 100
+    assert m.digests is not None and m.digests.count == 19  # 15 kelurahan, 3 kecamatan, 1 city officers
+    assert m.export_rows == 100 and m.export_rab_lines == 300 and m.export_mb > 0
+    assert m.peak_rss_mb > 0
+    assert "peak RSS MB" in datascale.summary([result])
