@@ -173,16 +173,19 @@ async def _follow(
         await release(session)
         raise TooManyFollows(MAX_FOLLOWS)
     row = Follow(user_id=user_id, rt_id=rt_id, proposal_id=proposal_id, created_at=utcnow())
-    session.add(row)
-    audit.record(session, user_id, "follow.add", entity, entity_id)
     try:
-        await session.commit()
+        # A savepoint, so that a unique violation rolls back only this insert, not the update's
+        # transaction (a rollback would expire the objects the handler loaded, e.g. its user).
+        async with session.begin_nested():
+            session.add(row)
     except IntegrityError:  # the same follow committed meanwhile (a double tap on another instance)
-        await session.rollback()
         existing = await session.scalar(select(Follow).where(Follow.user_id == user_id, where))
         if existing is None:
             raise
+        await release(session)
         return existing, False
+    audit.record(session, user_id, "follow.add", entity, entity_id)
+    await session.commit()
     return row, True
 
 

@@ -284,12 +284,18 @@ async def save_media(
     row = Media(
         sha256=sha, path=path, mime=real_mime, size=len(data), width=width, height=height, thumb_path=thumb_path
     )
-    session.add(row)
+    # The same content saved at the same moment by another update (PostgreSQL; on SQLite the write
+    # lock queues us behind it) meets a unique violation on sha256. The INSERT runs in a SAVEPOINT,
+    # so only the savepoint is rolled back: the caller's transaction and the objects it loaded (the
+    # handler's user and proposal) stay as they were, and the other update's row is used instead.
     try:
-        await session.commit()
-    except IntegrityError:  # the same content saved at the same moment by another update
-        await session.rollback()
+        async with session.begin_nested():
+            session.add(row)
+    except IntegrityError:
         row = await repo.media_by_sha256(session, sha)
         if row is None:
             raise
+        if row.thumb_path is None and thumb_path is not None:
+            row.thumb_path = thumb_path
+    await session.commit()
     return row

@@ -46,12 +46,17 @@ async def ensure(session: AsyncSession, settings: Settings, year: int) -> Progra
             ProgramCategory(code=c, name=n, position=i, is_physical=p, min_share_pct=lo, max_share_pct=hi)
             for i, (c, n, p, lo, hi) in enumerate(DEFAULT_CATEGORIES)
         ]
-        session.add(program)
         try:
-            await session.commit()
+            # A savepoint: if another update or instance seeds the year at the same moment, only this
+            # insert is rolled back, not the caller's transaction (which would expire what it loaded).
+            async with session.begin_nested():
+                session.add(program)
         except IntegrityError:  # another instance seeded it first
-            await session.rollback()
             program = await get(session, year)
+            if program is None:
+                raise
+            return program
+        await session.commit()
     return program
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import ADMIN, CITY_SCOPE, KETUA_RT, PETUGAS, WARGA, Scope
@@ -70,9 +71,16 @@ async def ensure_user(
     user = await session.get(User, user_id, populate_existing=True)
     if user is None:
         user = User(id=user_id, first_name=first_name, last_name=last_name, username=username)
-        session.add(user)
-    else:
-        user.first_name, user.last_name, user.username = first_name, last_name, username
+        try:
+            # A savepoint: a new user's two first updates at the same moment (PostgreSQL) both insert;
+            # the second meets the first's row, and only the savepoint is rolled back.
+            async with session.begin_nested():
+                session.add(user)
+        except IntegrityError:
+            user = await session.get(User, user_id, populate_existing=True)
+            if user is None:
+                raise
+    user.first_name, user.last_name, user.username = first_name, last_name, username
     if user.blocked_bot:
         user.blocked_bot = False
     await session.commit()

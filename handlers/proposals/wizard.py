@@ -869,10 +869,11 @@ async def media_given(
     step = BY_NAME[await state.get_state()]
     kind = _media_kind(step)
     item = incoming_file(message)
+    actor_id, language = user.id, user.language  # plain values, read before any write
     problem = None
     try:
         media = await fetch(bot, session, media_store, item, kind="photo" if step == Usulan.foto else "document")
-        await svc.attach_media(session, proposal, media, kind, item.file_id, item.file_unique_id, actor_id=user.id)
+        await svc.attach_media(session, proposal, media, kind, item.file_id, item.file_unique_id, actor_id=actor_id)
     except media_service.FileTooLarge as exc:
         problem = _(
             "This file is {size} MB; the limit is 20 MB. Please send a smaller one (a photo, or a compressed PDF)."
@@ -895,7 +896,7 @@ async def media_given(
         # its last photo.
         album_replies.touch(
             (message.chat.id, message.media_group_id),
-            _album_reply(message, proposal.id, kind, sessionmaker, i18n, user.language),
+            _album_reply(message, proposal.id, kind, sessionmaker, i18n, language),
         )
         return
     await _media_reply(message, await svc.get(session, proposal.id), kind)
