@@ -33,6 +33,7 @@ from bot.i18n import LANGUAGES, build_i18n
 from bot.leader import Leadership
 from bot.middlewares.context import HandlerTraceMiddleware, UpdateContextMiddleware
 from bot.middlewares.i18n import UserLocaleMiddleware
+from bot.middlewares.requests import KeepResponseTypes, StaleCallbackAnswer
 from bot.notifier import OutboxSender
 from bot.polling import SafePoller
 from bot.services import programs
@@ -52,11 +53,14 @@ def build_bot(settings: Settings) -> Bot:
     session = None
     if settings.telegram_api_url:
         session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
-    return Bot(
+    bot = Bot(
         token=settings.bot_token.get_secret_value(),
         session=session,
         default=DefaultBotProperties(parse_mode=ParseMode.HTML, link_preview_is_disabled=True),
     )
+    bot.session.middleware(KeepResponseTypes())  # parse answers without rebuilding their model
+    bot.session.middleware(StaleCallbackAnswer())  # a retried update's button press was answered already
+    return bot
 
 
 def build_storage(

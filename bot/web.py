@@ -33,6 +33,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot import metrics
+from bot.unavailable import is_unavailable
 
 log = logging.getLogger("prolita.web")
 
@@ -131,8 +132,14 @@ class WebhookHandler:
             return web.json_response({"ok": False, "error": "not a Telegram update"}, status=400)
         try:
             result = await self.dp.feed_update(self.bot, update, **self.workflow)
-        except Exception:  # the errors router already answered the user and logged it
-            log.exception("update %s failed", update.update_id)
+        except Exception as exc:
+            if is_unavailable(exc):  # nothing was done (rolled back): Telegram sends it again later
+                log.warning(
+                    "update %s not handled, the database or Redis is unavailable (%s: %s); answered 503, to be retried",
+                    update.update_id, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "-",
+                )  # fmt: skip
+                return web.json_response({"ok": False, "error": "temporarily unavailable"}, status=503)
+            log.exception("update %s failed", update.update_id)  # the errors router already told the user
         else:
             if isinstance(result, TelegramMethod):  # a handler returned a call instead of making it
                 await self.dp.silent_call_request(self.bot, result)

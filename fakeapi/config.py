@@ -52,6 +52,9 @@ class ServerConfig:
     webhook_retry_min_delay: float = 1.0
     webhook_retry_max_delay: float = 60.0
     webhook_timeout: float = 60.0  # seconds a webhook may take to answer
+    # A new connection for every webhook POST (no keep-alive), so a round-robin TCP proxy in front of
+    # several bot instances spreads the updates over them (tests/e2e/test_two_instances.py).
+    webhook_force_close: bool = False
     shutdown_timeout: float = 1.0
 
 

@@ -257,7 +257,8 @@ class WebhookDeliverer:
 
     def session(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession()
+            connector = aiohttp.TCPConnector(force_close=self.config.webhook_force_close)
+            self._session = aiohttp.ClientSession(connector=connector)
         return self._session
 
     def start(self) -> None:

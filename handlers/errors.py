@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.i18n import DEFAULT_LOCALE
 from bot.services.users import Roles
+from bot.unavailable import is_unavailable
 from handlers.common import KNOWN_COMMANDS, main_menu, stale_button
 from storage.models import User
 
@@ -64,7 +65,13 @@ async def unknown_button(query: CallbackQuery, session: AsyncSession) -> None:
     await stale_button(query, session)
 
 
-@router.errors(ExceptionTypeFilter(Exception))
+def _not_an_outage(event: ErrorEvent) -> bool:
+    """An outage of the database or Redis is not handled here: the update is left unhandled, so the
+    webhook answers 503 and Telegram sends it again once the service is back (bot/unavailable.py)."""
+    return not is_unavailable(event.exception)
+
+
+@router.errors(ExceptionTypeFilter(Exception), _not_an_outage)
 async def on_error(event: ErrorEvent, i18n: I18n | None = None, user: User | None = None) -> bool:
     update = event.update
     log.error("update %s failed: %s", update.update_id, event.exception, exc_info=event.exception)
