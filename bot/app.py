@@ -43,7 +43,7 @@ from bot.web import Health, WebhookHandler, WebServer, database_checks, redis_ch
 from bot.web import build_app as build_web_app
 from storage import handled
 from storage.db import begin_write, create_engine, create_sessionmaker
-from storage.fsm import SQLStorage
+from storage.fsm import DeferredStorage, SQLStorage
 from storage.migrate import SchemaAhead, upgrade
 
 log = logging.getLogger("prolita")
@@ -70,7 +70,8 @@ def build_storage(
         from aiogram.fsm.storage.redis import DefaultKeyBuilder, RedisEventIsolation, RedisStorage
 
         storage = RedisStorage.from_url(settings.redis_url, key_builder=DefaultKeyBuilder(with_destiny=True))
-        return storage, RedisEventIsolation(redis=storage.redis, key_builder=storage.key_builder)
+        isolation = RedisEventIsolation(redis=storage.redis, key_builder=storage.key_builder)
+        return DeferredStorage(storage), isolation  # a step reaches Redis only after the update's commit
     return SQLStorage(sessionmaker), SimpleEventIsolation()
 
 

@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session
 from storage.db import begin_write
 from storage.models import FSMRecord, utcnow
 
-__all__ = ["SQLKeyBuilder", "SQLStorage"]
+__all__ = ["DeferredStorage", "SQLKeyBuilder", "SQLStorage", "deferred_scope"]
 
 _KEY_MAX = 255  # length of fsm_states.key
 _TABLE = FSMRecord.__table__
@@ -290,3 +290,109 @@ class SQLStorage(BaseStorage):
 
     async def close(self) -> None:
         """Nothing to close: the engine belongs to the application."""
+
+
+# --- another storage (Redis), written after the update's commit ------------------------------------
+
+_DEFERRED: contextvars.ContextVar[DeferredWrites | None] = contextvars.ContextVar("prolita_fsm_deferred", default=None)
+
+
+class DeferredWrites:
+    """One update's FSM changes for a storage outside the database: read through, written after."""
+
+    def __init__(self, inner: BaseStorage) -> None:
+        self.inner = inner
+        # StorageKey -> [state, data, state changed, data changed]
+        self.entries: dict[StorageKey, list[Any]] = {}
+
+    async def entry(self, key: StorageKey) -> list[Any]:
+        entry = self.entries.get(key)
+        if entry is None:
+            entry = [await self.inner.get_state(key), dict(await self.inner.get_data(key)), False, False]
+            self.entries[key] = entry
+        return entry
+
+    @property
+    def dirty(self) -> bool:
+        return any(e[2] or e[3] for e in self.entries.values())
+
+    async def flush(self) -> None:
+        """Write the changes to the storage (after the update's database commit succeeded)."""
+        for key, entry in self.entries.items():
+            state, data, state_changed, data_changed = entry
+            if data_changed:
+                await self.inner.set_data(key, data)
+                entry[3] = False
+            if state_changed:
+                await self.inner.set_state(key, state)
+                entry[2] = False
+
+
+@contextlib.contextmanager
+def deferred_scope(storage: BaseStorage | None) -> Iterator[DeferredWrites | None]:
+    """Hold a :class:`DeferredStorage`'s writes of the current update; the caller flushes them after
+    the update's database commit (nothing is written if the update fails)."""
+    if not isinstance(storage, DeferredStorage):
+        yield None
+        return
+    writes = DeferredWrites(storage.inner)
+    token = _DEFERRED.set(writes)
+    try:
+        yield writes
+    finally:
+        _DEFERRED.reset(token)
+
+
+class DeferredStorage(BaseStorage):
+    """FSM storage in Redis (or any aiogram storage) whose writes follow the database transaction.
+
+    Inside an update (:func:`deferred_scope`) the dialog's new step is kept in memory and written
+    to ``inner`` only after the update's database commit, so a database failure mid-update (the
+    update is sent again by Telegram) leaves the dialog where it was: the retried update finds the
+    same step, not the next one, like with :class:`SQLStorage`. Outside an update it is ``inner``.
+    """
+
+    def __init__(self, inner: BaseStorage) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:  # redis, key_builder... of the wrapped storage
+        if name == "inner":  # not set yet (copying): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    async def set_state(self, key: StorageKey, state: StateType = None) -> None:
+        if (writes := _DEFERRED.get()) is None:
+            await self.inner.set_state(key, state)
+            return
+        entry = await writes.entry(key)
+        entry[0], entry[2] = _state_str(state), True
+
+    async def get_state(self, key: StorageKey) -> str | None:
+        if (writes := _DEFERRED.get()) is None:
+            return await self.inner.get_state(key)
+        return (await writes.entry(key))[0]
+
+    async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
+        _check_dict(data)
+        if (writes := _DEFERRED.get()) is None:
+            await self.inner.set_data(key, data)
+            return
+        entry = await writes.entry(key)
+        entry[1], entry[3] = _json_copy(data), True
+
+    async def get_data(self, key: StorageKey) -> dict[str, Any]:
+        if (writes := _DEFERRED.get()) is None:
+            return await self.inner.get_data(key)
+        return _json_copy((await writes.entry(key))[1])
+
+    async def update_data(self, key: StorageKey, data: Mapping[str, Any]) -> dict[str, Any]:
+        _check_dict(data)
+        if (writes := _DEFERRED.get()) is None:
+            return await self.inner.update_data(key, data)
+        entry = await writes.entry(key)
+        entry[1] = {**entry[1], **_json_copy(data)}
+        entry[3] = True
+        return _json_copy(entry[1])
+
+    async def close(self) -> None:
+        await self.inner.close()

@@ -54,7 +54,7 @@ class UpdateContextMiddleware(BaseMiddleware):
                 data["user"] = user
                 data["roles"] = roles
                 try:
-                    with fsm.update_scope(session) as fsm_changes:
+                    with fsm.update_scope(session) as fsm_changes, fsm.deferred_scope(data.get("fsm_storage")) as later:
                         result = await handler(event, data)
                         if fsm_changes.dirty:
                             # The dialog's new step, committed with the update's mark (and any
@@ -62,6 +62,8 @@ class UpdateContextMiddleware(BaseMiddleware):
                             await begin_write(session)
                         if session.in_transaction():
                             await session.commit()
+                    if later is not None and later.dirty:
+                        await later.flush()  # Redis: the new step only once the update is committed
                     if result is UNHANDLED:
                         outcome = "unhandled"
                     return result

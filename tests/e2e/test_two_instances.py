@@ -604,12 +604,6 @@ async def test_redis_restart_loses_no_update_and_dialogs_resume(pg_url, private_
     print(f"whole test {time.monotonic() - started:.1f}s; first leader {first.name}")
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug: with REDIS_URL a dialog step written to Redis is not rolled back when the update's "
-    "database transaction fails, so the retried update meets the next step and is refused as a stale button "
-    "(happens only when a session ends between the two; see /tmp/notes/deploy-twoinst.md)",
-)
 async def test_postgresql_sessions_ending_lose_no_update(pg_url, shared_redis, cluster, db):
     started = time.monotonic()
     c = await cluster(pg_url, shared_redis)
