@@ -20,12 +20,16 @@ from aiogram.methods import GetUpdates
 from aiogram.types import Update
 from aiogram.utils.backoff import Backoff, BackoffConfig
 
+from bot.unavailable import is_unavailable
+
 log = logging.getLogger("prolita.polling")
 
 # While updates are in flight, how long to wait for one of them to finish before polling again
 # for new ones (a poll then returns at once, since the in-flight ones are still unconfirmed).
 INFLIGHT_REPOLL_SECONDS = 0.02
 MAX_INFLIGHT = 100  # Telegram returns at most 100 updates per call
+OUTAGE_RETRY_MIN = 1.0  # seconds before an update that met a database/Redis outage is tried again
+OUTAGE_RETRY_MAX = 30.0
 
 
 class RawGetUpdates(GetUpdates):
@@ -63,14 +67,15 @@ class SafePoller:
         self._finished: set[int] = set()  # handled but not yet confirmed to the server
         self._tails: dict[int, asyncio.Task[None]] = {}
         self._max_seen: int | None = None
+        self._unconfirmed: set[int] = set()  # not handled because of an outage while stopping
 
     def stop(self) -> None:
         self._stop.set()
 
     @property
     def offset(self) -> int | None:
-        if self._inflight:
-            return min(self._inflight)
+        if self._inflight or self._unconfirmed:
+            return min((*self._inflight, *self._unconfirmed))
         return None if self._max_seen is None else self._max_seen + 1
 
     async def run(self) -> None:
@@ -124,12 +129,28 @@ class SafePoller:
     async def _handle(self, update: Update, previous: asyncio.Task[None] | None) -> None:
         if previous is not None and not previous.done():
             await asyncio.wait({previous})
-        try:
-            await self.dp.feed_update(self.bot, update, **self.workflow)
-        except Exception:  # the errors router already answered the user and logged it
-            log.exception("update %s failed", update.update_id)
+        delay = OUTAGE_RETRY_MIN
+        while True:
+            try:
+                await self.dp.feed_update(self.bot, update, **self.workflow)
+                return
+            except Exception as exc:
+                if not is_unavailable(exc):  # the errors router already answered the user and logged it
+                    log.exception("update %s failed", update.update_id)
+                    return
+                # The database or Redis is down: the update did nothing. It stays unconfirmed and is
+                # tried again (like Telegram re-sends a webhook call answered 503); if the bot stops
+                # meanwhile, the next start gets it again from Telegram.
+                if self._stop.is_set():
+                    log.warning("update %s not handled (%s); left for the next start", update.update_id, exc)
+                    raise
+                log.warning("update %s: %s unavailable; trying again in %.0fs", update.update_id, exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, OUTAGE_RETRY_MAX)
 
     def _done(self, uid: int, key: int | None, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:  # an outage at stop: not confirmed
+            self._unconfirmed.add(uid)
         self._inflight.pop(uid, None)
         self._finished.add(uid)
         if key is not None and self._tails.get(key) is task:
