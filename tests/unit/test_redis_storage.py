@@ -11,7 +11,7 @@ from aiogram.fsm.storage.redis import RedisEventIsolation, RedisStorage
 
 from bot.app import build_storage
 from bot.config import load_settings
-from storage.fsm import SQLStorage
+from storage.fsm import DeferredStorage, SQLStorage
 
 TEST_REDIS_URL = os.environ.get("TEST_REDIS_URL", "").strip()
 
@@ -41,7 +41,9 @@ async def test_redis_url_switches_to_redis_storage():
     if reason:
         pytest.skip(reason)
     storage, isolation = build_storage(load_settings(redis_url=TEST_REDIS_URL), sessionmaker=None)
-    assert isinstance(storage, RedisStorage) and isinstance(isolation, RedisEventIsolation)
+    # Redis behind DeferredStorage: inside an update a step is written after the commit (storage/fsm.py)
+    assert isinstance(storage, DeferredStorage) and isinstance(storage.inner, RedisStorage)
+    assert isinstance(isolation, RedisEventIsolation) and storage.redis is storage.inner.redis
     key = StorageKey(bot_id=random.randint(10**9, 2 * 10**9), chat_id=1, user_id=1)
     try:
         await storage.set_state(key, "Reg:name")
