@@ -55,9 +55,11 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # recipe), so that a transaction can be DEFERRED or IMMEDIATE as needed.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
+    # The busy timeout first: switching a new file to WAL needs the lock, and another process (a
+    # second instance upgrading at the same moment) may hold it; without it that fails at once.
+    cur.execute("PRAGMA busy_timeout=15000")
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=15000")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()
 
