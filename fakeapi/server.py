@@ -35,6 +35,10 @@ from .webhook import WebhookDeliverer
 logger = logging.getLogger("fakeapi")
 
 
+class _ConnectionDropped(Exception):
+    """A fault asked for the connection to be closed without an answer."""
+
+
 @dataclass
 class ApiCall:
     """One request to the fake Bot API."""
@@ -269,8 +273,8 @@ class FakeBotAPI:
             http_method=request.method,
         )
         self.calls.append(call)
-        answer_description: str | None = None
-        try:
+
+        async def run() -> Any:
             if bot is None:
                 raise unauthorized()
             params = await self._read_params(request)
@@ -280,40 +284,20 @@ class FakeBotAPI:
                 if fault.delay:
                     await asyncio.sleep(fault.delay)
                 if fault.drop_connection:
-                    call.finished = time.time()
-                    call.exception = "connection dropped by fault injection"
-                    if request.transport is not None:
-                        request.transport.close()
-                    return web.Response(status=500)
+                    raise _ConnectionDropped
                 error = fault.error()
                 if error is not None:
                     raise error
-            if resolved is None:
-                raise not_found()
-            result = resolved[1](bot, params)
-            if inspect.isawaitable(result):
-                result = await result
-            if isinstance(result, Answer):
-                answer_description = result.description
-                result = result.result
-            body: dict[str, Any] = {"ok": True, "result": result}
-            if answer_description:
-                body["description"] = answer_description
-            status = 200
-        except ApiError as exc:
-            body = exc.to_json()
-            status = exc.error_code
-        except Exception as exc:
-            logger.exception("fakeapi: %s failed", call.method)
-            call.exception = traceback.format_exc()
-            body = {"ok": False, "error_code": 500, "description": f"Internal Server Error: {exc!r}"}
-            status = 500
-        call.status = status
-        call.response = body
-        call.finished = time.time()
-        self.world.events.publish(
-            "api_call", bot_id=call.bot_id, method=call.method, call=call, ok=body.get("ok", False)
-        )
+            return await self._dispatch(resolved, bot, params)
+
+        try:
+            body, status = await self._execute(call, run)
+        except _ConnectionDropped:
+            call.finished = time.time()
+            call.exception = "connection dropped by fault injection"
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)
         return web.json_response(body, status=status)
 
     async def execute_webhook_reply(self, bot: BotAccount, method: str, params: Params) -> ApiCall:
@@ -328,21 +312,39 @@ class FakeBotAPI:
             params=params.describe(),
         )
         self.calls.append(call)
+        await self._execute(call, lambda: self._dispatch(resolved, bot, params))
+        return call
+
+    @staticmethod
+    async def _dispatch(resolved: Any, bot: BotAccount, params: Params) -> Any:
+        if resolved is None:
+            raise not_found()
+        result = resolved[1](bot, params)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    async def _execute(self, call: ApiCall, run: Any) -> tuple[dict[str, Any], int]:
+        """Run one Bot API call, turn its outcome into the answer's body, record and publish it.
+
+        Shared by calls made over HTTP and calls a webhook put in its answer."""
         try:
-            if resolved is None:
-                raise not_found()
-            result = resolved[1](bot, params)
-            if inspect.isawaitable(result):
-                result = await result
+            result = await run()
+            description = None
             if isinstance(result, Answer):
+                description = result.description
                 result = result.result
             body: dict[str, Any] = {"ok": True, "result": result}
+            if description:
+                body["description"] = description
             status = 200
         except ApiError as exc:
             body = exc.to_json()
             status = exc.error_code
+        except _ConnectionDropped:
+            raise
         except Exception as exc:
-            logger.exception("fakeapi: %s (webhook reply) failed", call.method)
+            logger.exception("fakeapi: %s (%s) failed", call.method, call.http_method)
             call.exception = traceback.format_exc()
             body = {"ok": False, "error_code": 500, "description": f"Internal Server Error: {exc!r}"}
             status = 500
@@ -352,7 +354,7 @@ class FakeBotAPI:
         self.world.events.publish(
             "api_call", bot_id=call.bot_id, method=call.method, call=call, ok=body.get("ok", False)
         )
-        return call
+        return body, status
 
     async def handle_file(self, request: web.Request) -> web.StreamResponse:
         token = request.match_info["token"]
