@@ -191,6 +191,16 @@ def summary_text(data: dict[str, Any]) -> str:
     if data["votes_created"]:
         lines.append(_("<b>Musyawarah votes you started:</b> {n}").format(n=len(data["votes_created"])))
     lines.append(_("<b>Notices waiting to be sent to you:</b> {n}").format(n=data["pending_notices"]))
+    if data["reminders_received"]:
+        lines.append(_("<b>Reminders you were given:</b> {n}").format(n=len(data["reminders_received"])))
+    if data["escalations_received"]:
+        lines.append(
+            _("<b>Alerts about overdue work you received as an officer:</b> {n}").format(
+                n=len(data["escalations_received"])
+            )
+        )
+    if data["broadcasts_sent"]:
+        lines.append(_("<b>Broadcasts you sent:</b> {n}").format(n=len(data["broadcasts_sent"])))
     if data["dialogs"]:
         lines.append(_("<b>Unfinished dialogs:</b> {n}").format(n=len(data["dialogs"])))
     lines.append(_("<b>Audit log entries of your actions:</b> {n}").format(n=len(data["audit_entries"])))
@@ -261,15 +271,16 @@ def explanation_text() -> str:
         "<b>This will be deleted:</b>\n"
         "• the RTs and proposals you follow, and your notice settings\n"
         "• your answers to musyawarah votes, and the record of the vote polls sent to you\n"
-        "• notices to you, sent or not yet sent, and any unfinished dialog\n"
+        "• notices and reminders to you, sent or not yet sent, and any unfinished dialog\n"
         "• your name and username (the language stays, so I can still answer you in it)\n"
         "• a Ketua RT registration still waiting for verification (it is withdrawn)\n"
         "• the full name and phone number on your earlier Ketua RT registrations that were not "
         "approved or were replaced\n\n"
         "<b>This is kept, and why:</b>\n"
-        "• proposals, progress reports and the officers' decisions: they are the programme's public "
-        "record and must be kept for the audit under the regional finance rules. They stay linked "
-        "to your Telegram id only, without your name.\n"
+        "• proposals, progress reports, the officers' decisions, alerts to officers about overdue "
+        "work and broadcasts: they are the programme's public record and must be kept for the audit "
+        "under the regional finance rules. They stay linked to your Telegram id only, without your "
+        "name.\n"
         "• the ideas you sent to your RT: the text stays so the RT's musyawarah record is complete, "
         "but it is no longer linked to you.\n"
         "• your consent records: they prove on what legal basis your data was used; they are "

@@ -9,7 +9,8 @@ keep; what the programme's audit must keep stays, without the person's name:
 
 deleted
     follows, notice settings, vote answers and the record of vote polls sent to them, every notice
-    addressed to them (outbox), their dialog state, a registration still waiting for verification.
+    addressed to them (outbox), the record of reminders given to them, their dialog state, a
+    registration still waiting for verification.
 anonymised
     the user row (names and username cleared, ``erased_at`` set; the language stays so the bot can
     still answer in it), full name and phone of their rejected or replaced Ketua RT registrations
@@ -17,8 +18,12 @@ anonymised
     record, without the link to the person and without their contact-sharing choice).
 kept
     consent records (proof of the lawful basis; marked withdrawn), proposals, progress reports,
-    proposal timelines, past officer appointments and the audit log: the programme's public record
-    under the regional finance rules, linked to a Telegram id only.
+    proposal timelines, past officer appointments, the officers' decisions, the record of which
+    officers were alerted to overdue work (escalations), broadcasts an admin sent and the audit log:
+    the programme's public record under the regional finance rules, linked to a Telegram id only.
+
+:data:`USER_COLUMNS` names every column that holds a Telegram user id and what happens to it;
+a test compares it with the schema, so a new table with user ids cannot be forgotten here.
 
 A verified Ketua RT, an active officer or an admin cannot erase while holding the role.
 """
@@ -48,7 +53,9 @@ from storage.models import (
     RT,
     Aspiration,
     AuditLog,
+    Broadcast,
     Consent,
+    Escalation,
     Follow,
     FSMRecord,
     MusyawarahVote,
@@ -58,12 +65,43 @@ from storage.models import (
     ProgressReport,
     Proposal,
     ProposalEvent,
+    ReminderSent,
     RTHead,
     User,
     VoteAnswer,
     VotePoll,
     utcnow,
 )
+
+# Every column holding a Telegram user id: shown by /dataku (collect) and what /hapusdata (erase) does.
+USER_COLUMNS: dict[str, str] = {
+    "users.id": "shown; names cleared",
+    "consents.user_id": "shown; kept, marked withdrawn",
+    "rt_heads.user_id": "shown; a pending one deleted, others' name and phone cleared",
+    "rt_heads.decided_by": "kept (officer's decision; the officer sees it as an audit entry)",
+    "officers.user_id": "shown; kept (past appointments)",
+    "officers.appointed_by": "kept (admin's action; an audit entry)",
+    "officers.revoked_by": "kept (admin's action; an audit entry)",
+    "proposals.created_by": "shown; kept",
+    "proposals.decided_by": "kept (officer's decision; an audit entry)",
+    "proposal_events.actor_id": "counted; kept",
+    "progress_reports.reporter_id": "shown; kept",
+    "progress_reports.verified_by": "kept (officer's decision; an audit entry)",
+    "proposal_completions.verified_by": "kept (officer's decision; an audit entry)",
+    "follows.user_id": "shown; deleted",
+    "notification_prefs.user_id": "shown; deleted",
+    "aspirations.user_id": "shown; unlinked",
+    "aspirations.decided_by": "kept (Ketua RT's decision; an audit entry)",
+    "votes.created_by": "shown; kept",
+    "vote_answers.user_id": "shown; deleted",
+    "vote_polls.user_id": "counted; deleted",
+    "outbox.chat_id": "shown; deleted",
+    "reminders_sent.user_id": "shown; deleted",
+    "escalations.recipients": "shown; kept (who was alerted to overdue work)",
+    "broadcasts.admin_id": "shown; kept",
+    "broadcasts.progress_chat_id": "kept (the sending admin's chat, as admin_id)",
+    "audit_log.actor_id": "shown; kept",
+}
 
 HIDDEN = "***"  # stands for someone else's Telegram id in dialog data and audit entity ids
 PERSONAL_KEYS = ("full_name", "phone", "first_name", "last_name", "username")
@@ -217,6 +255,33 @@ async def collect(session: AsyncSession, user_id: int) -> dict[str, Any]:
     polls = await session.scalar(select(func.count()).where(VotePoll.user_id == user_id)) or 0
     created_votes = (await session.scalars(select(MusyawarahVote).where(MusyawarahVote.created_by == user_id))).all()
     notices = (await session.scalars(select(Outbox).where(Outbox.chat_id == user_id).order_by(Outbox.id))).all()
+    reminders = (
+        await session.scalars(select(ReminderSent).where(ReminderSent.user_id == user_id).order_by(ReminderSent.id))
+    ).all()
+    escalated = []
+    for e in (await session.scalars(select(Escalation).order_by(Escalation.id))).all():
+        if user_id in (e.recipients or []):
+            code = None
+            if e.item_type == "proposal":
+                code = await session.scalar(select(Proposal.code).where(Proposal.id == e.item_id))
+            else:
+                code = await session.scalar(
+                    select(Proposal.code)
+                    .join(ProgressReport, ProgressReport.proposal_id == Proposal.id)
+                    .where(ProgressReport.id == e.item_id)
+                )
+            escalated.append(
+                {
+                    "item": e.item_type,
+                    "proposal": code,
+                    "level": e.scope_level,
+                    "working_days_waited": e.age_days,
+                    "at": e.created_at,
+                }
+            )
+    broadcasts = (
+        await session.scalars(select(Broadcast).where(Broadcast.admin_id == user_id).order_by(Broadcast.id))
+    ).all()
     fsm_rows = await _fsm_rows(session, user_id)
     audit_rows = (
         await session.scalars(select(AuditLog).where(AuditLog.actor_id == user_id).order_by(AuditLog.id))
@@ -310,6 +375,14 @@ async def collect(session: AsyncSession, user_id: int) -> dict[str, Any]:
             {"kind": n.kind, "status": n.status, "created_at": n.created_at, "sent_at": n.sent_at} for n in notices
         ],
         "pending_notices": sum(1 for n in notices if n.status == OUTBOX_PENDING),
+        "reminders_received": [
+            {"kind": r.kind, "occurrence": r.occurrence, "date": r.local_date} for r in reminders
+        ],
+        "escalations_received": escalated,
+        "broadcasts_sent": [
+            {"audience": b.audience, "recipients": b.total, "text": b.text, "created_at": b.created_at}
+            for b in broadcasts
+        ],
         "dialogs": [
             {"step": r.state, "data": _scrub(dict(r.data or {}), foreign), "updated_at": r.updated_at} for r in fsm_rows
         ],
@@ -393,6 +466,7 @@ async def erase(
     await run("vote_answers", delete(VoteAnswer).where(VoteAnswer.user_id == user_id))
     await run("vote_polls", delete(VotePoll).where(VotePoll.user_id == user_id))
     await run("notices", delete(Outbox).where(Outbox.chat_id == user_id))
+    await run("reminders", delete(ReminderSent).where(ReminderSent.user_id == user_id))
     fsm_keys = [r.key for r in await _fsm_rows(session, user_id)]
     counts["dialogs"] = 0
     if fsm_keys:

@@ -17,7 +17,10 @@ from storage.db import begin_write
 from storage.models import (
     Aspiration,
     AuditLog,
+    Base,
+    Broadcast,
     Consent,
+    Escalation,
     Follow,
     FSMRecord,
     Kelurahan,
@@ -26,6 +29,7 @@ from storage.models import (
     Outbox,
     ProgressReport,
     Proposal,
+    ReminderSent,
     RTHead,
     User,
     VoteAnswer,
@@ -38,6 +42,7 @@ RES = 5_550_001  # the resident who asks for their data
 OTHER = 5_550_002  # another resident
 OFFICER_BIG = 7_000_001  # a kelurahan officer with a realistic id (easy to search for in the export)
 BOT = 424242
+MARCH_1 = dt.date(2026, 3, 1)
 
 TABLES = (
     User,
@@ -54,6 +59,9 @@ TABLES = (
     AuditLog,
     Proposal,
     ProgressReport,
+    ReminderSent,
+    Escalation,
+    Broadcast,
 )
 
 
@@ -202,6 +210,7 @@ async def test_erase_removes_and_anonymises_exactly_what_it_says(sessionmaker, t
         "vote_answers": 1,
         "vote_polls": 1,
         "notices": 2,
+        "reminders": 0,
         "dialogs": 1,
         "aspirations_unlinked": 1,
         "registrations_withdrawn": 1,
@@ -304,3 +313,75 @@ def test_fsm_key_owner():
     assert privacy.fsm_key_owner("fsm:1:55:55:::default") == ("55", "55")
     assert privacy.fsm_key_owner("fsm:1:-100:55:7::default") == ("-100", "55")
     assert privacy.fsm_key_owner("sha256:abcdef") is None
+
+
+def test_every_column_holding_a_user_id_is_accounted_for():
+    """A new table or column with Telegram user ids must be added to privacy.USER_COLUMNS (and so
+    thought through for /dataku and /hapusdata); one that disappears must be removed there."""
+    import re
+
+    from sqlalchemy import BigInteger
+
+    pattern = re.compile(r"(^user_id$|^chat_id$|_chat_id$|_by$|^actor_id$|^admin_id$|^reporter_id$|^recipients$)")
+    found = set()
+    for table in Base.metadata.sorted_tables:
+        for column in table.columns:
+            to_users = any(fk.target_fullname == "users.id" for fk in column.foreign_keys)
+            if to_users or pattern.search(column.name) or (table.name == "users" and column.name == "id"):
+                found.add(f"{table.name}.{column.name}")
+                if not to_users and column.name != "recipients":
+                    assert isinstance(column.type, BigInteger), f"{table.name}.{column.name} holds a Telegram id"
+    assert found == set(privacy.USER_COLUMNS)
+
+
+async def test_reminders_escalations_and_broadcasts_are_shown_and_handled(sessionmaker, tmp_path):
+    seeded = await seed(sessionmaker, tmp_path)
+    proposal = seeded["proposal"]
+    async with sessionmaker() as s:
+        await begin_write(s)
+        s.add_all(
+            [
+                *(
+                    ReminderSent(kind="jendela", user_id=uid, subject_id=1, occurrence="7", local_date=MARCH_1)
+                    for uid in (RES, OTHER)
+                ),
+                Escalation(
+                    item_type="proposal",
+                    item_id=proposal.id,
+                    since=utcnow(),
+                    level=0,
+                    scope_level="kelurahan",
+                    age_days=6,
+                    recipients=[RES, OFFICER_BIG],
+                ),
+                Escalation(
+                    item_type="proposal",
+                    item_id=proposal.id,
+                    since=utcnow(),
+                    level=1,
+                    scope_level="kecamatan",
+                    age_days=8,
+                    recipients=[OFFICER_BIG],
+                ),
+                Broadcast(admin_id=RES, audience="heads", text="Batas usulan Jumat", total=3),
+            ]
+        )
+        await s.commit()
+    async with sessionmaker() as s:
+        data = await privacy.collect(s, RES)
+        officer = await privacy.collect(s, OFFICER_BIG)
+    assert [r["occurrence"] for r in data["reminders_received"]] == ["7"]
+    [alert] = data["escalations_received"]
+    assert (alert["proposal"], alert["level"], alert["working_days_waited"]) == (proposal.code, "kelurahan", 6)
+    assert [e["level"] for e in officer["escalations_received"]] == ["kelurahan", "kecamatan"]
+    assert [(b["audience"], b["recipients"]) for b in data["broadcasts_sent"]] == [("heads", 3)]
+    text = privacy.to_json(data)
+    assert str(OFFICER_BIG) not in text and str(OTHER) not in text  # co-recipients stay hidden
+
+    async with sessionmaker() as s:
+        result = await privacy.erase(s, RES, admin_ids=(ADMIN,))
+    assert result.counts["reminders"] == 1
+    async with sessionmaker() as s:
+        assert await s.scalar(select(func.count()).where(ReminderSent.user_id == OTHER)) == 1
+        assert await s.scalar(select(func.count()).select_from(Escalation)) == 2  # the audit of alerts stays
+        assert await s.scalar(select(func.count()).select_from(Broadcast)) == 1
