@@ -55,6 +55,18 @@ def _queue_line(q: digests.Queue) -> str:
     return _("{total} waiting").format(total=q.total)
 
 
+def age_buckets(q: digests.Queue) -> str:
+    """"by age: 1 ≤ 2 days · 0 3–5 days · 1 over 5 days", the limits being the year's SLA."""
+    fresh, sla = q.fresh_within, q.overdue_after
+    parts = [_("{count} ≤ {days} days").format(count=q.fresh, days=fresh)]
+    if sla > fresh + 1:
+        parts.append(_("{count} {low}–{high} days").format(count=q.waiting, low=fresh + 1, high=sla))
+    elif sla == fresh + 1:
+        parts.append(_("{count} {days} days").format(count=q.waiting, days=sla))
+    parts.append(_("{count} over {days} days").format(count=q.overdue, days=sla))
+    return _("by age: {buckets}").format(buckets=" · ".join(parts))
+
+
 def scope_name(d: digests.Digest) -> str:
     from handlers.admin import scope_label
 
@@ -73,17 +85,13 @@ def summary_text(d: digests.Digest) -> str:
             lines.append(_("   {count} new in the last 24 hours").format(count=d.new_registrations))
     if d.reviews.total:
         lines.append(_("📥 Proposals to review: {line}").format(line=_queue_line(d.reviews)))
-        lines.append(
-            _("   by age: {fresh} ≤ 2 days · {waiting} 3–5 days · {overdue} over 5 days").format(
-                fresh=d.reviews.fresh, waiting=d.reviews.waiting, overdue=d.reviews.overdue
-            )
-        )
+        lines.append("   " + age_buckets(d.reviews))
     if d.progress.total:
         lines.append(_("🧾 Progress reports to verify: {line}").format(line=_queue_line(d.progress)))
     if d.overdue:
         lines.append(
             _("⏰ <b>{count} overdue</b> (waiting more than {days} working days): please handle these first.").format(
-                count=d.overdue, days=digests.OVERDUE_AFTER
+                count=d.overdue, days=d.overdue_after
             )
         )
     if d.budget is not None:

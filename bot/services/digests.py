@@ -9,8 +9,9 @@ Each officer chooses how often (``notification_prefs.digest``, in /pengaturan): 
 (the default), weekly (the first working day of the week) or off. Weekends and Indonesian public
 holidays get no digest: whatever waits is in the next working day's.
 
-"Overdue" means waiting for more than ``OVERDUE_AFTER`` working days (Monday-Friday, minus the
-holidays passed in). The queues come oldest first, so ages are taken from the oldest
+"Overdue" means waiting for more than the fiscal year's ``sla_working_days`` (5 unless the year's
+reminder settings say otherwise; escalations use the same figure) working days (Monday-Friday,
+minus the holidays passed in). The queues come oldest first, so ages are taken from the oldest
 ``AGE_SAMPLE`` items of each queue: the overdue counts are exact unless the whole sample is overdue
 (``Queue.capped``), and the totals are always exact. Budget figures are those of the XLSX recap
 (``bot/services/export.py``): ceiling = RTs × ceiling per RT; proposed, approved and realised leave
@@ -32,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from bot.domain.money import format_rupiah_short
 from bot.domain.permissions import LEVEL_KELURAHAN, Scope
 from bot.domain.timefmt import working_days_between
-from bot.services import export, outbox, progress, registration, review
+from bot.services import export, outbox, progress, registration, reminders, review
 from bot.services.users import officer_scope
 from storage.db import begin_write
 from storage.models import (
@@ -45,12 +46,13 @@ from storage.models import (
     NotificationPrefs,
     Officer,
     Outbox,
+    Program,
     RTHead,
 )
 from storage.repositories.wilayah import scope_filter
 
 KIND = "digest.officer"
-OVERDUE_AFTER = 5  # working days
+FRESH_WITHIN = 2  # working days: "fresh" in the age buckets (the overdue line is the year's SLA)
 AGE_SAMPLE = 500  # oldest items per queue whose age is looked at
 NEW_WITHIN = dt.timedelta(hours=24)
 MAX_KELURAHAN_BARS = 10
@@ -66,11 +68,13 @@ class Queue:
     """One officer queue: ``total`` waiting; ages of the oldest ones in working days."""
 
     total: int = 0
-    fresh: int = 0  # ≤ 2 working days
-    waiting: int = 0  # 3..OVERDUE_AFTER working days
-    overdue: int = 0  # more than OVERDUE_AFTER working days
+    fresh: int = 0  # ≤ fresh_within working days
+    waiting: int = 0  # more than that, up to overdue_after
+    overdue: int = 0  # more than overdue_after working days (the year's SLA)
     oldest_days: int | None = None
     capped: bool = False  # every sampled item was overdue: ``overdue`` is a lower bound
+    overdue_after: int = 5
+    fresh_within: int = FRESH_WITHIN
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,7 @@ class Digest:
     progress: Queue
     budget: Budget | None  # None without a programme for the year
     by_kelurahan: list[Budget] = field(default_factory=list)  # only when the scope has several
+    overdue_after: int = 5  # the year's SLA in working days (the same as escalations use)
 
     @property
     def overdue(self) -> int:
@@ -109,12 +114,19 @@ class Digest:
 
 
 def age_queue(
-    waited_since: Sequence[dt.datetime], total: int, today: dt.date, tz: dt.tzinfo, holidays: Collection[dt.date]
+    waited_since: Sequence[dt.datetime],
+    total: int,
+    today: dt.date,
+    tz: dt.tzinfo,
+    holidays: Collection[dt.date],
+    overdue_after: int = 5,
 ) -> Queue:
-    """Bucket the waiting items (oldest first) by their age in working days at ``today``."""
+    """Bucket the waiting items (oldest first) by their age in working days at ``today``: fresh
+    (≤ 2, or ≤ the SLA when it is shorter), waiting, and overdue (more than ``overdue_after``)."""
+    fresh_within = min(FRESH_WITHIN, overdue_after)
     ages = [working_days_between(t.astimezone(tz).date(), today, holidays) for t in waited_since]
-    fresh = sum(1 for a in ages if a <= 2)
-    overdue = sum(1 for a in ages if a > OVERDUE_AFTER)
+    fresh = sum(1 for a in ages if a <= fresh_within)
+    overdue = sum(1 for a in ages if a > overdue_after)
     return Queue(
         total=total,
         fresh=fresh,
@@ -122,6 +134,8 @@ def age_queue(
         overdue=overdue,
         oldest_days=max(ages) if ages else None,
         capped=bool(ages) and overdue == len(ages) and total > len(ages),
+        overdue_after=overdue_after,
+        fresh_within=fresh_within,
     )
 
 
@@ -181,17 +195,20 @@ async def digest_for(
         return None
     year = getattr(settings, "fiscal_year", None) or today.year
     budget, by_kelurahan = await _budget(session, scope, year)
+    program = await session.scalar(select(Program).where(Program.fiscal_year == year))
+    sla = (reminders.config_of(program) if program is not None else reminders.ReminderConfig()).sla_working_days
     return Digest(
         officer=officer,
         scope=scope,
         day=today,
         year=year,
         new_registrations=await _new_registrations(session, scope, now - NEW_WITHIN),
-        registrations=age_queue([r.created_at for r in regs], regs_total, today, tz, holidays),
-        reviews=age_queue([p.submitted_at or p.created_at for p in props], props_total, today, tz, holidays),
-        progress=age_queue([r.created_at for r in reports], reports_total, today, tz, holidays),
+        registrations=age_queue([r.created_at for r in regs], regs_total, today, tz, holidays, sla),
+        reviews=age_queue([p.submitted_at or p.created_at for p in props], props_total, today, tz, holidays, sla),
+        progress=age_queue([r.created_at for r in reports], reports_total, today, tz, holidays, sla),
         budget=budget,
         by_kelurahan=by_kelurahan,
+        overdue_after=sla,
     )
 
 

@@ -22,7 +22,7 @@ from bot.notices_digests import DigestNotice
 from bot.services import digests, officers, proposals
 from handlers.review.callbacks import ReviewCb
 from storage.db import begin_write
-from storage.models import Outbox, Proposal
+from storage.models import Outbox, Program, Proposal
 from tests.unit.test_progress_service import APPROVED_AMOUNT, approved_proposal
 from tests.unit.test_proposals_service import (
     ADMIN,
@@ -111,6 +111,44 @@ async def test_digest_shows_only_the_officers_area_with_budget_and_overdue(sessi
     assert d_lok.budget == digests.Budget("", 50 * JT, APPROVED_AMOUNT, 0, 0)
     assert d.by_kelurahan == []  # a kelurahan officer: one kelurahan, no per-kelurahan bars
     assert d.registrations.total == 0 and d.progress.total == 0
+    assert d.overdue_after == 5
+
+    # A year whose SLA is 8 working days: the same 7-day-old proposal is not overdue (as for escalations).
+    async with sessionmaker() as s:
+        await begin_write(s)
+        await s.execute(
+            update(Program).where(Program.fiscal_year == 2026).values(reminder_settings={"sla_working_days": 8})
+        )
+        await s.commit()
+    async with sessionmaker() as s:
+        d8 = await digests.digest_for(s, OFFICER_API, NOW, SETTINGS)
+    assert (d8.overdue_after, d8.reviews.overdue, d8.reviews.waiting, d8.overdue) == (8, 0, 1, 0)
+
+
+@pytest.mark.parametrize(
+    ("sla", "ages", "shown"),
+    [
+        (5, (0, 3, 7), "by age: 1 ≤ 2 days · 1 3–5 days · 1 over 5 days"),
+        (8, (0, 3, 7), "by age: 1 ≤ 2 days · 2 3–8 days · 0 over 8 days"),
+        (3, (0, 3, 7), "by age: 1 ≤ 2 days · 1 3 days · 1 over 3 days"),
+        (2, (0, 3, 7), "by age: 1 ≤ 2 days · 2 over 2 days"),
+        (1, (0, 1, 7), "by age: 2 ≤ 1 days · 1 over 1 days"),
+    ],
+)
+def test_age_buckets_follow_the_years_sla(sla, ages, shown):
+    from zoneinfo import ZoneInfo
+
+    from bot.notices_digests import age_buckets
+
+    tz = ZoneInfo("Asia/Makassar")
+    today = dt.date(2026, 2, 18)  # Wednesday; ages below are working days back from it
+    days_back = {0: 0, 1: 1, 3: 3, 7: 9}  # 7 working days back crosses a weekend
+    waited = [dt.datetime.combine(today - dt.timedelta(days=days_back[a]), dt.time(9), tz) for a in ages]
+    q = digests.age_queue(waited, len(ages), today, tz, frozenset(), sla)
+    assert q.oldest_days == max(ages) and q.fresh + q.waiting + q.overdue == len(ages)
+    i18n = build_i18n()
+    with i18n.context(), i18n.use_locale("en"):
+        assert age_buckets(q) == shown
 
 
 @pytest.mark.parametrize(
