@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.money import format_rupiah
 from bot.domain.text import escape_html
+from bot.domain.workflow import MENUNGGU_VERIFIKASI_SELESAI
 from bot.services import progress, proposals, users
 from handlers.common import main_menu, rt_place
 from handlers.progress.callbacks import ProgCb
@@ -319,6 +320,12 @@ async def _progress_more_evidence(session: AsyncSession, row: Outbox, admin_ids:
                     )
                 ]
             ]
+        )
+    elif proposal.status == MENUNGGU_VERIFIKASI_SELESAI:
+        # An earlier report was questioned while the 100% one waits: no new report until that is decided.
+        text += "\n" + _(
+            "Your 100% report is being verified now; you can send the new report once the kelurahan has "
+            "decided on it."
         )
     return Notice(text, kb)
 
