@@ -25,7 +25,15 @@ from bot.domain.text import escape_html
 from bot.services import progress, registration
 from handlers.common import rt_place, short_day, when
 from handlers.proposals.render import REPORT_STATUS_MARKS
-from storage.models import MEDIA_FOTO_PROGRES, MEDIA_NOTA, REPORT_PENDING, REPORT_VERIFIED, ProgressReport, User
+from storage.models import (
+    MEDIA_FOTO_PROGRES,
+    MEDIA_NOTA,
+    REPORT_NEEDS_EVIDENCE,
+    REPORT_PENDING,
+    REPORT_VERIFIED,
+    ProgressReport,
+    User,
+)
 
 CARD_LIMIT = 4000  # Telegram allows 4096 characters
 
@@ -180,6 +188,14 @@ def flagged_positions(report: ProgressReport) -> set[int]:
 # --- what the card needs beyond the report row -----------------------------------------------------------
 
 
+class EvidenceRequest(NamedTuple):
+    """The officer's request for more evidence on the report before this one, which this report answers."""
+
+    percent: int
+    at: dt.datetime
+    note: str
+
+
 @dataclass
 class ReportView:
     report: ProgressReport
@@ -187,6 +203,7 @@ class ReportView:
     previous_percent: int | None
     reused: dict[int, ReusedSource]
     verifier: str | None = None
+    answers: EvidenceRequest | None = None
 
 
 async def _person(session: AsyncSession, user_id: int | None, rt_id: int | None = None) -> str:
@@ -207,11 +224,20 @@ async def person_name(session: AsyncSession, user_id: int | None) -> str:
 async def report_view(session: AsyncSession, report: ProgressReport) -> ReportView:
     proposal = report.proposal
     entries = await progress.timeline(session, proposal.id)
-    previous = None
+    before = None  # the latest report created before this one
     for entry in entries:
         if entry.report_id == report.id:
             break
-        previous = entry.percent
+        before = entry
+    previous = before.percent if before is not None else None
+    answers = None
+    if before is not None and before.status == REPORT_NEEDS_EVIDENCE:
+        try:
+            asked = await progress.get_report(session, before.report_id)
+        except progress.ReportNotFound:
+            pass
+        else:
+            answers = EvidenceRequest(asked.percent, asked.created_at, asked.officer_note or "-")
     reused: dict[int, ReusedSource] = {}
     for flag in report.flags or ():
         if flag.get("kind") != evidence.REUSED_PHOTO:
@@ -224,7 +250,8 @@ async def report_view(session: AsyncSession, report: ProgressReport) -> ReportVi
                 continue
             reused[rid] = ReusedSource(earlier.created_at, earlier.proposal.code or "-")
     verifier = await _person(session, report.verified_by) if report.verified_by is not None else None
-    return ReportView(report, await _person(session, report.reporter_id, proposal.rt_id), previous, reused, verifier)
+    reporter = await _person(session, report.reporter_id, proposal.rt_id)
+    return ReportView(report, reporter, previous, reused, verifier, answers)
 
 
 # --- the card ------------------------------------------------------------------------------------------------
@@ -260,6 +287,14 @@ def _card(view: ReportView, note_cap: int, flag_cap: int | None, show_status: bo
         out.append(
             _("📈 Progress: {previous}% → <b>{percent}%</b>").format(previous=view.previous_percent, percent=r.percent)
         )
+    if view.answers is not None:
+        out.append(
+            _("📝 Sent after the request for more evidence on the {percent}% report ({date}): «{note}»").format(
+                percent=view.answers.percent,
+                date=short_day(view.answers.at),
+                note=escape_html(_cut(view.answers.note, note_cap)),
+            )
+        )
     if r.backwards_reason:
         out.append(
             _("📉 Lower than the previous report. Reason: {reason}").format(
@@ -292,9 +327,13 @@ def _card(view: ReportView, note_cap: int, flag_cap: int | None, show_status: bo
             photos=len(r.media_of(MEDIA_FOTO_PROGRES)), receipts=len(r.media_of(MEDIA_NOTA))
         )
     )
+    site_pinned = p.latitude is not None and p.longitude is not None
     if r.latitude is None or r.longitude is None:
-        out.append(_("🗺 Location pin: not sent"))
-    elif p.latitude is None or p.longitude is None:
+        if site_pinned:
+            out.append(_("🗺 Location pin: not sent"))
+        else:  # the officer must know the photos' GPS was not checked either
+            out.append(_("🗺 Location pin: not sent (the proposal has no site pin to compare photo locations against)"))
+    elif not site_pinned:
         out.append(_("🗺 Location pin: sent (the proposal has no site pin to compare)"))
     else:
         distance = evidence.distance_m(p.latitude, p.longitude, r.latitude, r.longitude)

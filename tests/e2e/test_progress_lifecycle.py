@@ -15,6 +15,7 @@ from sqlalchemy import select
 from bot.domain import evidence
 from fakeapi import make_pdf
 from fakeapi.media import make_scene_jpeg
+from handlers.common import short_day
 from storage.models import AuditLog, ProgressReport, Proposal, ProposalCompletion
 from tests.e2e.conftest import t
 from tests.e2e.test_progress_report import APPROVED, NEAR, SITE, approved
@@ -97,7 +98,11 @@ async def test_approval_to_selesai_with_flags_and_more_evidence(db_url, tg, laun
     assert f"{t('Photo {n}').format(n=1)}: {far_line}" in card.text and "1,5 km" in card.text
     reused_line = t("the same picture as in the report of {date} on {code}").split("{")[0]
     assert f"{t('Photo {n}').format(n=2)}: {reused_line}" in card.text
-    assert "2" in sheet.caption
+    assert sheet.caption == " ".join((
+        t("🖼 Site photos of the report on {code} ({percent}%): {count}, numbered as in the checks.")
+        .format(code=p.code, percent=70, count=2),
+        t("Flagged photos are framed in red."),
+    ))  # fmt: skip
     async with db(db_url) as s:
         second = await s.scalar(select(ProgressReport).where(ProgressReport.percent == 70))
         assert {(f["kind"], f["position"]) for f in second.flags} >= {
@@ -108,13 +113,17 @@ async def test_approval_to_selesai_with_flags_and_more_evidence(db_url, tg, laun
     # Minta bukti tambahan: the note goes to the Ketua RT, with a button to report again.
     await officer.press(t("📝 Ask for more evidence"), message=card)
     await officer.wait_message(predicate=lambda m: t("✖️ Cancel") in m.button_texts)
-    await officer.send("Foto 1 bukan di lokasi dan foto 2 sama dengan laporan lalu. Mohon kirim foto baru.")
+    asked = "Foto 1 bukan di lokasi dan foto 2 sama dengan laporan lalu. Mohon kirim foto baru."
+    await officer.send(asked)
     await officer.wait_message([p.code, "📝"])
     notice = await head.wait_message("Foto 1 bukan di lokasi", predicate=lambda m: bool(m.buttons))
     await head.press(t("📈 Send a new report"), message=notice)
     await report(head, p.code, 70, [photo(34), photo(35)], "", receipt=None, note="Foto baru dari lokasi.")
     _, card = await open_report(officer, p.code, 70)
     assert "🚩" not in card.text
+    # The new report's card says which request it answers, with the officer's note.
+    answers = t("📝 Sent after the request for more evidence on the {percent}% report ({date}): «{note}»")
+    assert answers.format(percent=70, date=short_day(second.created_at), note=asked) in card.text
     await officer.press(t("✅ Verified"), message=card)
     await head.wait_message([p.code, "✅"])
 
@@ -124,6 +133,7 @@ async def test_approval_to_selesai_with_flags_and_more_evidence(db_url, tg, laun
     async with db(db_url) as s:
         assert (await s.get(Proposal, p.id)).status == "menunggu_verifikasi_selesai"
     _, card = await open_report(officer, p.code, 100)
+    assert answers.split("{")[0] not in card.text  # the 70 % report before it was verified
     await officer.press(t("✅ Verified"), message=card)
     done = await head.wait_message(["Rp 4.500.000", "Rp 250.000"])
     assert p.code in done.text

@@ -84,7 +84,9 @@ async def test_full_report_with_album_location_and_receipt(db_url, tg, launch, d
     await head.press("75%")
     await head.wait_message("📎")
     answer = await head.press(data=ProgCb(action="start", id=theirs.id).pack())  # another RT's proposal
-    assert answer.show_alert and "RT" in answer.text
+    assert answer.show_alert and answer.text == t(
+        "This proposal is not of your RT; you can only report on your own RT's work. The attempt was recorded."
+    )
     async with db(db_url) as s:
         denied = (await s.scalars(select(AuditLog).where(AuditLog.action == "denied.progress.lapor"))).all()
         assert [(a.actor_id, a.entity_id) for a in denied] == [(head.id, str(theirs.id))]
@@ -235,8 +237,12 @@ async def test_bad_input_backwards_over_budget_and_the_100_percent_report(tg, la
     await head.send("Harga semen naik, disepakati warga.")
     ask_receipt = await head.wait_message("nota/kuitansi")
     assert t("Skip ➡️") not in ask_receipt.button_texts  # the spending went up: a receipt is required
-    await head.send_photo(site_photo(13))
-    saved = await head.wait_message("🧾")
+    # Two receipts photographed and sent as one album: kept both, answered once.
+    await head.send_album([make_scene_jpeg(13), make_scene_jpeg(15)])
+    receipts_saved = t("🧾 Receipts saved: {n}. Send another, or tap <b>➡️ Next</b>.")
+    saved = await head.wait_message(receipts_saved.format(n=2), timeout=20)
+    assert not [m for m in await head.wait_idle(quiet=2.0, timeout=15) if "🧾" in m.text]  # answered once
+    assert [m.text for m in head.bot_messages if receipts_saved.split("{")[0] in (m.text or "")] == [saved.text]
     await head.press(t("➡️ Next"), message=saved)
     summary = await head.wait_message(t("📨 Send report"))
     assert "⚠️" in summary.text and "Harga semen naik" in summary.text and "Sebagian cor" in summary.text
@@ -247,7 +253,8 @@ async def test_bad_input_backwards_over_budget_and_the_100_percent_report(tg, la
     assert len(reports) == 2
     second = reports[-1]
     assert (second.percent, second.spent_total) == (25, 6_000_000)
-    assert len(second.media_of("foto_progres")) == 1 and len(second.media_of("nota")) == 1
+    assert len(second.media_of("foto_progres")) == 1
+    assert [(m.kind, m.position) for m in second.media_of("nota")] == [("nota", 0), ("nota", 1)]
     assert second.backwards_reason == "Sebagian cor harus dibongkar karena retak."
     assert second.over_budget_note == "Harga semen naik, disepakati warga."
     kinds = {f["kind"] for f in second.flags}

@@ -18,7 +18,7 @@ from fakeapi.media import make_scene_jpeg
 from handlers.common import short_day
 from handlers.progress.callbacks import ProgCb
 from handlers.progress.verify_render import VerifyProgressCb
-from storage.models import AuditLog, Outbox, ProgressReport, Proposal, ProposalCompletion
+from storage.models import AuditLog, Outbox, ProgressReport, Proposal, ProposalCompletion, ProposalEvent
 from tests.e2e.conftest import ADMIN_ID, t
 from tests.e2e.test_review import World, seed, start_chat, submitted
 
@@ -77,6 +77,7 @@ async def test_flags_more_evidence_and_completion(db_url, tg, launch, db, tmp_pa
         db, tg, w, p, 30, 1_000_000, [make_scene_jpeg(1, taken_at=now_wita(), gps=NEAR)],
         note="Pengecoran tahap 1", location=NEAR, receipts=[make_scene_jpeg(50)],
     )  # fmt: skip
+    ten_days_ago = now_wita() - dt.timedelta(days=10)
     second = await reported(
         db,
         tg,
@@ -88,10 +89,14 @@ async def test_flags_more_evidence_and_completion(db_url, tg, launch, db, tmp_pa
             make_scene_jpeg(2, taken_at=now_wita(), gps=FAR),  # 1: far from the site
             make_scene_jpeg(1, taken_at=now_wita(), gps=NEAR),  # 2: the first report's photo again
             make_scene_jpeg(3),  # 3: no EXIF at all
-            make_scene_jpeg(4, taken_at=now_wita() - dt.timedelta(days=10), gps=NEAR),  # 4: before approval
+            make_scene_jpeg(4, taken_at=ten_days_ago, gps=NEAR),  # 4: before approval
         ],
         location=NEAR,
     )
+    async with db(db_url) as s:
+        approval = await s.scalar(
+            select(ProposalEvent).where(ProposalEvent.proposal_id == p.id, ProposalEvent.action == "setujui")
+        )
     assert sorted(f["kind"] for f in second.flags) == sorted(
         [evidence.FAR_FROM_SITE, evidence.REUSED_PHOTO, evidence.NO_EXIF, evidence.TAKEN_BEFORE_APPROVAL]
     )
@@ -119,7 +124,8 @@ async def test_flags_more_evidence_and_completion(db_url, tg, launch, db, tmp_pa
         photo_flag(2, t("the same picture as in the report of {date} on {code}").format(
             date=short_day(first.created_at), code=p.code)),
         photo_flag(3, t("no capture time or GPS in the file (probably sent compressed)")),
-        photo_flag(4, ""),  # "taken on …, before the approval on …": dates checked in the unit tests
+        photo_flag(4, t("taken on {taken}, before the approval on {approved}").format(
+            taken=short_day(ten_days_ago.replace(tzinfo=evidence.WITA)), approved=short_day(approval.at))),
     ):  # fmt: skip
         assert seen in card2.text, (seen, card2.text)
     assert t("🖼 Photos ({count})").format(count=4) in card2.button_texts
@@ -158,6 +164,11 @@ async def test_flags_more_evidence_and_completion(db_url, tg, launch, db, tmp_pa
     notice = await officer.wait_message([p.code, "100%", t("🔎 Check the report")], timeout=15)
     await officer.press(t("🔎 Check the report"), message=notice)
     card3 = await officer.wait_message([p.code, "60% → 100%", t("✅ Verified")])
+    # It answers the request for more evidence on the 60 % report: the card says so, with the note.
+    answers = t("📝 Sent after the request for more evidence on the {percent}% report ({date}): «{note}»")
+    note = "Foto 1 bukan di lokasi; kirim foto dari gang Mawar."
+    assert answers.format(percent=60, date=short_day(second.created_at), note=note) in card3.text
+    assert answers.split("{")[0] not in card1.text + card2.text
     await officer.press(t("✅ Verified"), message=card3)
     decided = await officer.wait_edit(card3)
     assert "Rp 4.500.000" in decided.text and "Rp 250.000" in decided.text

@@ -13,6 +13,7 @@ from bot.domain import evidence
 from bot.i18n import build_i18n
 from handlers.progress.verify_render import (
     CARD_LIMIT,
+    EvidenceRequest,
     ReportView,
     ReusedSource,
     card_keyboard,
@@ -186,6 +187,7 @@ def test_card_shows_the_report_and_its_checks(en):
         "30% → <b>60%</b>",
         "Pengecoran tahap 2",
         "Rp 5.000.000",
+        "💰 Spent so far: <b>Rp 5.000.000</b> of the approved Rp 4.750.000 (105%); RAB total Rp 4.750.000\n",
         "Rp 250.000 above the approved amount. Ketua RT's explanation: Harga semen naik",
         "Site photos: 3 · 🧾 Receipts: 1",
         "Location pin: 56 m from the proposal site",
@@ -198,12 +200,85 @@ def test_card_shows_the_report_and_its_checks(en):
     assert [b.text for row in card_keyboard(decided).inline_keyboard for b in row][-1] == "🗺 Location"
 
 
+@pytest.mark.parametrize(
+    ("spent", "approved", "lines", "expected"),
+    [
+        # 2.500.000 / 4.750.000 = 52,6 %: rounded
+        (2_500_000, 4_750_000, (3_250_000, 1_500_000),
+         "💰 Spent so far: <b>Rp 2.500.000</b> of the approved Rp 4.750.000 (53%); RAB total Rp 4.750.000"),
+        (0, 4_750_000, (3_250_000, 1_500_000),
+         "💰 Spent so far: <b>Rp 0</b> of the approved Rp 4.750.000 (0%); RAB total Rp 4.750.000"),
+        # the RAB total is the sum of the lines, shown as it is even where a stored total disagrees
+        (1_000_000, 2_000_000, (700_000, 800_000, 600_000),
+         "💰 Spent so far: <b>Rp 1.000.000</b> of the approved Rp 2.000.000 (50%); RAB total Rp 2.100.000"),
+        # nothing approved (a damaged row): no division by zero
+        (1_000_000, 0, (),
+         "💰 Spent so far: <b>Rp 1.000.000</b> of the approved Rp 0 (0%); RAB total Rp 0"),
+    ],
+)  # fmt: skip
+def test_card_spending_line_has_the_share_and_the_rab_total(en, spent, approved, lines, expected):
+    report = fake_report(spent_total=spent, over_budget_note="x")
+    report.proposal.total_amount = approved
+    report.proposal.lines = [SimpleNamespace(total=total) for total in lines]
+    assert expected in card_text(ReportView(report, "Budi", None, {})).split("\n")
+
+
+@pytest.mark.parametrize(
+    ("report_pin", "expected"),
+    [
+        ((0.1339, 117.4991), "🗺 Location pin: sent (the proposal has no site pin to compare)"),
+        ((None, None), "🗺 Location pin: not sent (the proposal has no site pin to compare photo locations against)"),
+    ],
+)
+def test_card_says_when_the_proposal_has_no_site_pin(en, report_pin, expected):
+    report = fake_report(latitude=report_pin[0], longitude=report_pin[1])
+    report.proposal.latitude = report.proposal.longitude = None
+    assert expected in card_text(ReportView(report, "Budi", None, {})).split("\n")
+    pinned = card_text(ReportView(fake_report(latitude=None, longitude=None), "Budi", None, {}))
+    assert "🗺 Location pin: not sent" in pinned.split("\n")  # the site has a pin: nothing more to say
+
+
+def test_card_of_a_report_answering_a_request_for_more_evidence(en):
+    # 17.30 UTC is already the next day in WITA (UTC+8)
+    asked = EvidenceRequest(60, dt.datetime(2026, 4, 27, 17, 30, tzinfo=dt.UTC), "Foto 1 <bukan> di lokasi & buram")
+    lines = card_text(ReportView(fake_report(), "Budi", 60, {}, answers=asked)).split("\n")
+    assert lines[3:5] == [
+        "📈 Progress: 60% → <b>60%</b>",
+        "📝 Sent after the request for more evidence on the 60% report (28 Apr 2026): "
+        "«Foto 1 &lt;bukan&gt; di lokasi &amp; buram»",
+    ]
+    assert "request for more evidence" not in card_text(ReportView(fake_report(), "Budi", 60, {}))
+
+
+async def test_report_view_finds_the_request_the_report_answers(sessionmaker, tmp_path, en):
+    """Only the report right after one sent back with "Minta bukti tambahan" says it answers it."""
+    from bot.services import progress
+    from handlers.progress.verify_render import report_view
+    from tests.unit.test_progress_service import OFFICER_API, _roles, approved_proposal, good_photo, setup_world
+
+    w = await setup_world(sessionmaker, tmp_path, n_rts=1)
+    p = await approved_proposal(sessionmaker, w)
+    head = w.heads[0]
+    officer = await _roles(sessionmaker, OFFICER_API)
+    async with sessionmaker() as s:
+        first = await progress.report(s, head, p.id, percent=30, spent_total=0, photos=[await good_photo(s, w, 1)])
+        await progress.verify(s, OFFICER_API, officer, first.id, "minta_bukti", note="Foto <1> kabur")
+        again = await progress.report(s, head, p.id, percent=30, spent_total=0, photos=[await good_photo(s, w, 2)])
+        await progress.verify(s, OFFICER_API, officer, again.id, "terverifikasi")
+        later = await progress.report(s, head, p.id, percent=60, spent_total=0, photos=[await good_photo(s, w, 3)])
+        views = [await report_view(s, await progress.get_report(s, r.id)) for r in (first, again, later)]
+    assert [v.previous_percent for v in views] == [None, 30, 30]
+    assert [v.answers for v in views] == [None, EvidenceRequest(30, first.created_at, "Foto <1> kabur"), None]
+    assert "«Foto &lt;1&gt; kabur»" in card_text(views[1])
+
+
 def test_card_fits_one_message_with_long_notes_and_many_flags(en):
     flags = [photo(evidence.REUSED_PHOTO, i % 10, distance=i % 3, report_id=31) for i in range(40)]
     report = fake_report(
         flags=flags, note="n" * 1000, backwards_reason="r" * 1000, over_budget_note="o" * 1000, spent_total=9_000_000
     )
-    text = card_text(ReportView(report, "x" * 200, 80, SOURCE))
+    asked = EvidenceRequest(80, dt.datetime(2026, 4, 27, 1, 0, tzinfo=dt.UTC), "a" * 1000)
+    text = card_text(ReportView(report, "x" * 200, 80, SOURCE, answers=asked))
     assert len(text) <= CARD_LIMIT
     assert "more check(s)" in text
-    assert text.count("…") >= 3  # the notes were shortened
+    assert text.count("…") >= 4  # the notes were shortened

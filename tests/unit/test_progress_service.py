@@ -383,6 +383,40 @@ async def test_reused_photo_is_flagged_in_a_later_report_of_any_proposal(session
         assert other.flags[1]["detail"]["proposal_id"] == p1.id
 
 
+async def test_reused_receipt_is_flagged_as_a_receipt(sessionmaker, tmp_path):
+    w = await setup_world(sessionmaker, tmp_path, n_rts=1)
+    p = await approved_proposal(sessionmaker, w)
+    head = w.heads[0]
+    receipt = make_scene_jpeg(77)  # a scan of a receipt: no EXIF
+    async with sessionmaker() as s:
+        first_receipt = await stored(s, w, receipt)
+        first = await progress.report(
+            s, head, p.id, percent=30, spent_total=1_000_000,
+            photos=[await good_photo(s, w, 1)], receipts=[first_receipt],
+        )  # fmt: skip
+        assert first.flags == []  # receipts are not checked for EXIF, distance or capture time
+        # the same receipt again, behind a new one: flagged as receipt 2, pointing at the first report
+        receipts = [await stored(s, w, make_scene_jpeg(78)), await stored(s, w, receipt)]
+        again = await progress.report(
+            s, head, p.id, percent=60, spent_total=2_000_000, photos=[await good_photo(s, w, 2)], receipts=receipts
+        )
+        [flag] = again.flags
+        assert {k: flag[k] for k in ("kind", "file", "position", "media_id")} == {
+            "kind": "reused_photo",
+            "file": "nota",
+            "position": 1,
+            "media_id": first_receipt.media.id,
+        }
+        assert (flag["detail"]["distance"], flag["detail"]["report_id"], flag["detail"]["proposal_id"]) == (
+            0,
+            first.id,
+            p.id,
+        )
+        assert flag["detail"]["media_id"] == first_receipt.media.id
+        notice = (await s.scalars(select(Outbox).where(Outbox.kind == "progress.reported").order_by(Outbox.id))).all()
+        assert notice[-1].payload["flags"] == ["reused_photo"]
+
+
 # --- verification -----------------------------------------------------------------------------------------
 
 
