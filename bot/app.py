@@ -323,6 +323,7 @@ async def set_webhook(bot: Bot, settings: Settings, allowed_updates: list[str], 
                 settings.webhook_url,
                 secret_token=settings.webhook_secret.get_secret_value(),
                 allowed_updates=allowed_updates,
+                max_connections=settings.webhook_max_connections,
                 drop_pending_updates=False,
             )
             return True

@@ -72,6 +72,9 @@ class Settings(BaseSettings):
     webhook_url: str | None = None
     webhook_secret: SecretStr | None = Field(default=None, validate_default=True)
     port: int = 8080
+    # How many updates Telegram may POST at once (1-100; Telegram's default is 40). Kept below the
+    # PostgreSQL pool (10 + 20 overflow) so the scheduler and the sender still get a connection.
+    webhook_max_connections: int = Field(default=25, ge=1, le=100)
     # Polling mode: serve /healthz, /readyz and /metrics on this port (off when unset).
     health_port: int | None = None
     log_format: str = "text"

@@ -248,6 +248,7 @@ async def test_update_redelivered_after_a_lost_answer_is_handled_once(tg, db_url
             info = (await response.json())["result"]
     assert info["pending_update_count"] == 0
     assert info["last_error_message"] == "Wrong response from the webhook: 500 Internal Server Error"
+    assert info["max_connections"] == 25  # WEBHOOK_MAX_CONNECTIONS: below the PostgreSQL pool
 
 
 async def test_update_in_flight_when_the_bot_is_killed_is_delivered_again(tg, launch_webhook, sqlite_url, db):

@@ -61,6 +61,8 @@ def test_env_file_is_read(tmp_path):
         ("TELEGRAM_API_URL", "ftp://x"),
         ("LOG_LEVEL", "LOUD"),
         ("FISCAL_YEAR", "26"),
+        ("WEBHOOK_MAX_CONNECTIONS", "0"),
+        ("WEBHOOK_MAX_CONNECTIONS", "101"),
     ],
 )
 def test_bad_value_names_the_variable(monkeypatch, var, value):
