@@ -30,31 +30,28 @@ def buttons(notice: notices.Notice) -> list[str]:
     return [b.text for r in (notice.reply_markup.inline_keyboard if notice.reply_markup else []) for b in r]
 
 
-async def test_more_evidence_on_an_earlier_report_while_the_final_one_waits(sessionmaker, tmp_path):
+async def ask_more_evidence(sessionmaker, tmp_path, percents: tuple[int, ...], asked_on: int, note: str):
+    """Reports at ``percents`` on one approved proposal; the officer asks for more on report ``asked_on``."""
     w = await setup_world(sessionmaker, tmp_path, n_rts=1)
     p = await approved_proposal(sessionmaker, w)
-    head = w.heads[0]
     officer = await _roles(sessionmaker, OFFICER_API)
     async with sessionmaker() as s:
-        photo = await good_photo(s, w, 1)
-        earlier = await progress.report(s, head, p.id, percent=60, spent_total=2_000_000, photos=[photo])
-        photo = await good_photo(s, w, 2)
-        await progress.report(s, head, p.id, percent=100, spent_total=4_700_000, photos=[photo])
-        await progress.verify(s, OFFICER_API, officer, earlier.id, "minta_bukti", note="Nota semen belum ada")
-    notice = await render_more_evidence(sessionmaker)
+        made = []
+        for i, percent in enumerate(percents, 1):
+            photo = await good_photo(s, w, i)
+            spent = 4_700_000 * percent // 100
+            made.append(await progress.report(s, w.heads[0], p.id, percent=percent, spent_total=spent, photos=[photo]))
+        await progress.verify(s, OFFICER_API, officer, made[asked_on].id, "minta_bukti", note=note)
+    return await render_more_evidence(sessionmaker)
+
+
+async def test_more_evidence_on_an_earlier_report_while_the_final_one_waits(sessionmaker, tmp_path):
+    notice = await ask_more_evidence(sessionmaker, tmp_path, (60, 100), 0, "Nota semen belum ada")
     assert "Nota semen belum ada" in notice.text and WAIT_LINE in notice.text
     assert buttons(notice) == []
 
 
 async def test_more_evidence_on_the_final_report_offers_a_new_report(sessionmaker, tmp_path):
-    w = await setup_world(sessionmaker, tmp_path, n_rts=1)
-    p = await approved_proposal(sessionmaker, w)
-    head = w.heads[0]
-    officer = await _roles(sessionmaker, OFFICER_API)
-    async with sessionmaker() as s:
-        photo = await good_photo(s, w, 1)
-        done = await progress.report(s, head, p.id, percent=100, spent_total=4_700_000, photos=[photo])
-        await progress.verify(s, OFFICER_API, officer, done.id, "minta_bukti", note="Foto dari depan gang")
-    notice = await render_more_evidence(sessionmaker)
+    notice = await ask_more_evidence(sessionmaker, tmp_path, (100,), 0, "Foto dari depan gang")
     assert "Foto dari depan gang" in notice.text and WAIT_LINE not in notice.text
     assert buttons(notice) == ["📈 Send a new report"]
