@@ -289,7 +289,7 @@ def _card(view: ReportView, note_cap: int, flag_cap: int | None, show_status: bo
         )
     if view.answers is not None:
         out.append(
-            _("📝 Sent after the request for more evidence on the {percent}% report ({date}): «{note}»").format(
+            _("↩️ Sent after the request for more evidence on the {percent}% report ({date}): «{note}»").format(
                 percent=view.answers.percent,
                 date=short_day(view.answers.at),
                 note=escape_html(_cut(view.answers.note, note_cap)),

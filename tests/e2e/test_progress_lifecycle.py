@@ -122,7 +122,7 @@ async def test_approval_to_selesai_with_flags_and_more_evidence(db_url, tg, laun
     _, card = await open_report(officer, p.code, 70)
     assert "🚩" not in card.text
     # The new report's card says which request it answers, with the officer's note.
-    answers = t("📝 Sent after the request for more evidence on the {percent}% report ({date}): «{note}»")
+    answers = t("↩️ Sent after the request for more evidence on the {percent}% report ({date}): «{note}»")
     assert answers.format(percent=70, date=short_day(second.created_at), note=asked) in card.text
     await officer.press(t("✅ Verified"), message=card)
     await head.wait_message([p.code, "✅"])

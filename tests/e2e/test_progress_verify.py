@@ -165,7 +165,7 @@ async def test_flags_more_evidence_and_completion(db_url, tg, launch, db, tmp_pa
     await officer.press(t("🔎 Check the report"), message=notice)
     card3 = await officer.wait_message([p.code, "60% → 100%", t("✅ Verified")])
     # It answers the request for more evidence on the 60 % report: the card says so, with the note.
-    answers = t("📝 Sent after the request for more evidence on the {percent}% report ({date}): «{note}»")
+    answers = t("↩️ Sent after the request for more evidence on the {percent}% report ({date}): «{note}»")
     note = "Foto 1 bukan di lokasi; kirim foto dari gang Mawar."
     assert answers.format(percent=60, date=short_day(second.created_at), note=note) in card3.text
     assert answers.split("{")[0] not in card1.text + card2.text

@@ -244,7 +244,7 @@ def test_card_of_a_report_answering_a_request_for_more_evidence(en):
     lines = card_text(ReportView(fake_report(), "Budi", 60, {}, answers=asked)).split("\n")
     assert lines[3:5] == [
         "📈 Progress: 60% → <b>60%</b>",
-        "📝 Sent after the request for more evidence on the 60% report (28 Apr 2026): "
+        "↩️ Sent after the request for more evidence on the 60% report (28 Apr 2026): "
         "«Foto 1 &lt;bukan&gt; di lokasi &amp; buram»",
     ]
     assert "request for more evidence" not in card_text(ReportView(fake_report(), "Budi", 60, {}))
