@@ -9,10 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.text import escape_html
 from bot.notices import Notice, renderer
+from bot.notices_follow import see_button
 from bot.services import aspirations as svc
+from bot.services.public import is_public
 from handlers.aspirations import AspCb, status_label
 from handlers.common import rt_place
-from storage.models import ASPIRASI_DIBAHAS, ASPIRASI_DITOLAK, ASPIRASI_DIUSULKAN, RT, Aspiration, Outbox
+from storage.models import ASPIRASI_DIBAHAS, ASPIRASI_DITOLAK, ASPIRASI_DIUSULKAN, RT, Aspiration, Outbox, Proposal
 
 EXCERPT = 200
 
@@ -45,12 +47,16 @@ async def _aspiration_decided(session: AsyncSession, row: Outbox, admin_ids: tup
         return None  # erased, or decided again since (that notice follows)
     rt = await session.get(RT, asp.rt_id)
     what = {"place": rt_place(rt), "text": _excerpt(asp.text), "status": status_label(asp.status)}
+    kb = None
     if asp.status == ASPIRASI_DIUSULKAN:
-        code = await svc.proposal_code_of(session, asp)
+        proposal = await session.get(Proposal, asp.proposal_id) if asp.proposal_id is not None else None
+        code = proposal.code if proposal is not None else None
         text = _(
             "📄 Good news! Your idea for {place} («{text}») <b>became a proposal</b>: <b>{code}</b>.\n"
             "Follow it with /cek {code}."
         ).format(**what, code=escape_html(code or "-"))
+        if is_public(proposal):
+            kb = InlineKeyboardMarkup(inline_keyboard=[see_button(proposal)])
     elif asp.status == ASPIRASI_DIBAHAS:
         text = _(
             "🗣 The Ketua RT of {place} will discuss your idea («{text}») at the next <b>musyawarah</b>. "
@@ -63,4 +69,4 @@ async def _aspiration_decided(session: AsyncSession, row: Outbox, admin_ids: tup
         ).format(**what, reason=escape_html(asp.reason or "-"))
     else:
         return None
-    return Notice(text)
+    return Notice(text, kb)

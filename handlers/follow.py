@@ -259,7 +259,7 @@ def _settings_view(
         _("🔔 Everything — every decision and progress report"),
         _("✅ Decisions only — approved, rejected, sent back, completed"),
         _("🗓 Weekly summary — one message on Monday morning"),
-        _("🔕 Off — no notices"),
+        _("🔕 Off — no notices, and no musyawarah vote polls"),
     ]
     if officer:
         lines += [

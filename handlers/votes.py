@@ -481,13 +481,16 @@ async def send_vote(query: CallbackQuery, state: FSMContext, session: AsyncSessi
     await query.answer(_("Sent."))
     await state.clear()
     sent_to = len(await votes.followers_of(session, vote.rt_id))
-    await query.message.answer(
-        _(
-            "✅ The vote is on its way to {count} resident(s). Each answer counts once per person; "
-            "I will send you the result on {when}."
-        ).format(count=sent_to, when=when(vote.closes_at)),
-        reply_markup=main_menu(roles),
-    )
+    text = _(
+        "✅ The vote is on its way to {count} resident(s). Each answer counts once per person; "
+        "I will send you the result on {when}."
+    ).format(count=sent_to, when=when(vote.closes_at))
+    held = await votes.polls_held(session, vote.id)
+    if held:
+        text += "\n" + _("{count} of them are in their quiet hours now and get it when those end.").format(
+            count=held
+        )
+    await query.message.answer(text, reply_markup=main_menu(roles))
 
 
 @router.message(Musyawarah.confirm, *NOT_FOR_OTHERS)

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import Forbidden
 from bot.domain.text import clean_text
-from bot.services import audit, outbox, registration
+from bot.services import audit, follows, outbox, registration
 from bot.services import proposals as proposals_svc
 from bot.services.users import Roles
 from storage.db import begin_write, release
@@ -430,7 +430,9 @@ async def decide(
         session, actor_id, "aspiration." + action, "aspiration", row.id, before=before, after=after, reason=clean
     )
     if row.user_id is not None:
-        outbox.enqueue(session, row.user_id, NOTICE_DECIDED, aspiration_id=row.id, status=status)
+        prefs = (await follows.delivery_prefs(session, [row.user_id]))[row.user_id]
+        not_before = follows.send_time(row.decided_at, prefs)
+        outbox.enqueue(session, row.user_id, NOTICE_DECIDED, not_before=not_before, aspiration_id=row.id, status=status)
     await session.commit()
     return row
 

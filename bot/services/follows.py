@@ -87,7 +87,9 @@ MAX_FOLLOWS = 20
 NOTICE_EVENT = "follow.event"
 # Held until the end of the quiet hours when made inside them (so moved when those change), with
 # the reminders to Ketua RT ("reminder.*"); escalations are made by bot/services/escalations.py.
-QUIET_HELD_KINDS = (NOTICE_EVENT, "escalation.officer")
+# Notices held for the recipient's quiet hours, moved when they change them. (Vote polls are held
+# too, but never past the vote's closing, so they keep their time.)
+QUIET_HELD_KINDS = (NOTICE_EVENT, "escalation.officer", "aspiration.decided")
 NOTICE_WEEKLY = "follow.weekly"
 WEEKLY_MAX_EVENTS = 200  # events kept in one pending summary (a summary shows far fewer)
 
@@ -335,6 +337,31 @@ async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -
 
 
 # --- notices ------------------------------------------------------------------------------------------
+
+
+async def delivery_prefs(session: AsyncSession, user_ids: Sequence[int]) -> dict[int, tuple[str, int, int]]:
+    """(notice mode, quiet start, quiet end) of each user: what they chose in /pengaturan, else
+    the defaults (every notice; quiet 21:00-06:00 WITA)."""
+    found = {
+        uid: (mode, start, end)
+        for uid, mode, start, end in (
+            await session.execute(
+                select(
+                    NotificationPrefs.user_id,
+                    NotificationPrefs.mode,
+                    NotificationPrefs.quiet_start,
+                    NotificationPrefs.quiet_end,
+                ).where(NotificationPrefs.user_id.in_(list(user_ids)))
+            )
+        ).all()
+    }
+    default = (rules.NOTIFY_ALL, QUIET_START_DEFAULT, QUIET_END_DEFAULT)
+    return {uid: found.get(uid, default) for uid in user_ids}
+
+
+def send_time(at: dt.datetime, prefs: tuple[str, int, int]) -> dt.datetime:
+    """When a notice made at ``at`` may reach a user with these delivery prefs (after their quiet hours)."""
+    return rules.quiet_until(at, prefs[1], prefs[2], _tz)
 
 
 async def _followers(session: AsyncSession, proposal: Proposal) -> Sequence[Any]:

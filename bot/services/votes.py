@@ -21,21 +21,25 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain.follow import NOTIFY_OFF
 from bot.domain.permissions import Forbidden
 from bot.domain.workflow import DIAJUKAN, DRAF, PERLU_REVISI
-from bot.services import audit, outbox
+from bot.services import audit, follows, outbox
 from storage.db import begin_write, release
 from storage.models import (
     ASPIRASI_DIBAHAS,
+    OUTBOX_PENDING,
     VOTE_CLOSED,
     VOTE_OPEN,
     Aspiration,
     AuditLog,
     Follow,
     MusyawarahVote,
+    NotificationPrefs,
+    Outbox,
     Proposal,
     User,
     VoteAnswer,
@@ -50,6 +54,7 @@ OPTION_MAX = 100  # Telegram: option text 1-100 characters
 MIN_OPTIONS = 2
 MAX_OPTIONS = 10  # issue 5: up to 10 candidate ideas (Telegram itself allows 12)
 MIN_OPEN = dt.timedelta(minutes=10)  # followers need some time to answer
+MIN_TIME_TO_VOTE = dt.timedelta(hours=2)  # a poll held for quiet hours must leave this much before closing
 MAX_OPEN = dt.timedelta(days=30)
 CLOSING_DAYS = (1, 3, 7)  # the closing-time buttons
 DEFAULT_CLOSING_HOUR = 20  # a typed date without a time closes at 20:00 local time
@@ -226,11 +231,18 @@ def bar(votes: int, most: int, width: int = 10) -> str:
 
 
 async def followers_of(session: AsyncSession, rt_id: int) -> list[int]:
-    """Users following the RT who can receive a message (not blocked, data not erased)."""
+    """Users following the RT who can receive a message (not blocked, data not erased) and have not
+    turned notices off in /pengaturan."""
     rows = await session.scalars(
         select(Follow.user_id)
         .join(User, User.id == Follow.user_id)
-        .where(Follow.rt_id == rt_id, User.blocked_bot.is_(False), User.erased_at.is_(None))
+        .outerjoin(NotificationPrefs, NotificationPrefs.user_id == Follow.user_id)
+        .where(
+            Follow.rt_id == rt_id,
+            User.blocked_bot.is_(False),
+            User.erased_at.is_(None),
+            or_(NotificationPrefs.mode.is_(None), NotificationPrefs.mode != NOTIFY_OFF),
+        )
         .order_by(Follow.id)
     )
     return list(dict.fromkeys(rows.all()))
@@ -272,12 +284,16 @@ async def create(
     )
     session.add(vote)
     await session.flush()
+    prefs = await follows.delivery_prefs(session, followers)
     for user_id in followers:
         poll = VotePoll(vote_id=vote.id, user_id=user_id)
         session.add(poll)
         await session.flush()
-        outbox.enqueue(session, user_id, NOTICE_INTRO, vote_id=vote.id)
-        outbox.enqueue(session, user_id, NOTICE_POLL, vote_id=vote.id, vote_poll_id=poll.id)
+        # After the follower's quiet hours, unless the vote would have closed by then.
+        when = follows.send_time(now, prefs[user_id])
+        not_before = when if when < closes_at - MIN_TIME_TO_VOTE else now
+        outbox.enqueue(session, user_id, NOTICE_INTRO, not_before=not_before, vote_id=vote.id)
+        outbox.enqueue(session, user_id, NOTICE_POLL, not_before=not_before, vote_id=vote.id, vote_poll_id=poll.id)
     audit.record(
         session,
         head_id,
@@ -315,6 +331,22 @@ async def get_for_rt(session: AsyncSession, vote_id: int, rt_id: int, user_id: i
 async def answers_so_far(session: AsyncSession, vote_id: int) -> int:
     rows = await session.scalars(select(VoteAnswer.option_ids).where(VoteAnswer.vote_id == vote_id))
     return sum(1 for ids in rows.all() if ids)
+
+
+async def polls_held(session: AsyncSession, vote_id: int, now: dt.datetime | None = None) -> int:
+    """How many of the vote's polls wait for the end of their recipient's quiet hours."""
+    n = await session.scalar(
+        select(func.count())
+        .select_from(Outbox)
+        .where(
+            Outbox.kind == NOTICE_POLL,
+            Outbox.status == OUTBOX_PENDING,
+            Outbox.attempts == 0,
+            Outbox.next_attempt_at > (now or utcnow()),
+            Outbox.payload["vote_id"].as_integer() == vote_id,
+        )
+    )
+    return n or 0
 
 
 async def polls_sent(session: AsyncSession, vote_id: int) -> int:

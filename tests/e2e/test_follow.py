@@ -1,7 +1,14 @@
 """Residents following an RT over HTTP against the real bot process: follow RT 05 through the
 buttons, get the notice of an approval (and open the public card from it); with quiet hours around
 the current time the notice is held until the end of the window; decisions-only gets no progress
-notice; after /berhenti nothing comes."""
+notice; after /berhenti nothing comes. Then single proposals: followed with the button on the public
+card and with /ikuti and a code, their decision and progress reach the follower, and /berhenti lists
+them and stops one.
+
+Also the notice-settings helpers other e2e tests use (``set_prefs``, ``window_around_now``): quiet
+hours depend on the time of day, so tests that expect a notice at once turn them off, and tests
+that expect one to be held put the window around the current time — either way the test behaves
+the same at any hour."""
 
 from __future__ import annotations
 
@@ -14,7 +21,8 @@ from sqlalchemy import select
 from bot.domain import follow as rules
 from bot.services import follows, progress, review, users
 from handlers.follow import SettingsCb
-from storage.models import DIGEST_OFF, DIGEST_WEEKLY, AuditLog, NotificationPrefs, Outbox
+from storage.db import begin_write
+from storage.models import DIGEST_OFF, DIGEST_WEEKLY, AuditLog, Follow, NotificationPrefs, Outbox
 from tests.e2e.conftest import ADMIN_ID, t
 from tests.e2e.test_public import STALE
 from tests.e2e.test_review import open_card, seed, start_chat, submitted
@@ -22,6 +30,29 @@ from tests.e2e.test_review import open_card, seed, start_chat, submitted
 pytestmark = pytest.mark.e2e
 
 WITA = ZoneInfo("Asia/Makassar")
+NO_QUIET_HOURS = (0, 0)
+
+
+def window_around_now(minutes: int = 60) -> tuple[int, int]:
+    """Quiet hours (local minutes) from ``minutes`` before to ``minutes`` after the current time: a
+    notice made now is held, whatever the time of day the test runs."""
+    now_local = dt.datetime.now(WITA)
+    minute = now_local.hour * 60 + now_local.minute
+    return (minute - minutes) % rules.DAY, (minute + minutes) % rules.DAY
+
+
+async def set_prefs(
+    db, url: str, user_id: int, quiet: tuple[int, int] = NO_QUIET_HOURS, mode: str = rules.NOTIFY_ALL
+) -> None:
+    """Store a user's notice settings as /pengaturan would (the user must have opened the bot)."""
+    async with db(url) as s:
+        await begin_write(s)
+        prefs = await s.get(NotificationPrefs, user_id)
+        if prefs is None:
+            prefs = NotificationPrefs(user_id=user_id)
+            s.add(prefs)
+        prefs.mode, (prefs.quiet_start, prefs.quiet_end) = mode, quiet
+        await s.commit()
 
 
 async def follow_rows(db, url: str, chat_id: int) -> list[Outbox]:
@@ -73,9 +104,7 @@ async def test_resident_follows_an_rt_and_gets_decision_notices(tg, launch, sqli
     await ana.wait_message([p1.code, t("Status: {status}").format(status=t("approved"))])
 
     # Quiet hours around the current time (typed as HH:MM-HH:MM): a decision is held until their end.
-    now_local = dt.datetime.now(WITA)
-    minute = now_local.hour * 60 + now_local.minute
-    start, end = (minute - 60) % rules.DAY, (minute + 60) % rules.DAY
+    start, end = window_around_now()
     await ana.send("/pengaturan")
     await ana.press(t("✏️ Other hours"))
     await ana.wait_message("22:00-05:30")
@@ -116,6 +145,56 @@ async def test_resident_follows_an_rt_and_gets_decision_notices(tg, launch, sqli
     await head.wait_message(p3.code, timeout=15)
     await ana.expect_no_message(1.0)
     assert len(await follow_rows(db, sqlite_url, ana.id)) == 2
+
+    # One proposal, followed with the button on its public card (answered in a new message, the
+    # card stays as it is) ...
+    await ana.send(f"/cek {p3.code}")
+    card = await ana.wait_message([p3.code, "Pengecatan pos ronda", t("🔔 Follow this proposal")])
+    answer = await ana.press(t("🔔 Follow this proposal"), message=card)
+    assert answer.text == t("🔔 Following.")
+    now_follows = t("🔔 You now follow {what}. You will get a short notice on each decision and progress report.")
+    proposal_of = t("proposal <b>{code}</b>").format
+    followed = await ana.wait_message(now_follows.format(what=proposal_of(code=p3.code)))
+    assert t("You get decisions only, no progress reports (change it with /pengaturan).") in followed.text
+    assert t("🔔 Follow this proposal") in card.button_texts  # not edited
+    # ... and another one with /ikuti and its code, typed loosely; a second time changes nothing.
+    p4 = await submitted(db, tg, w, "Pengerasan jalan gang Dahlia")
+    await ana.send(f"/ikuti {p4.code.lower().replace('-', ' ')}")
+    await ana.wait_message(now_follows.format(what=proposal_of(code=p4.code)))
+    await ana.send(f"/ikuti {p4.code}")
+    await ana.wait_message(t("You already follow {what}.").format(what=proposal_of(code=p4.code)))
+    await ana.send("/pengaturan")
+    await ana.press(t("🔔 Everything"))
+    await ana.wait_message(t("Notices: <b>{mode}</b>").format(mode=t("🔔 Everything")), include_edits=True)
+
+    # A decision on p4 and a progress report on p3 reach Ana; she follows neither's RT any more.
+    await decide(db, sqlite_url, officer.id, p4.id, "setujui")
+    approved = await ana.wait_message([p4.code, "Pengerasan jalan gang Dahlia"], timeout=15)
+    assert approved.text.startswith("✅") and t("🔍 See the proposal") in approved.button_texts
+    async with db(sqlite_url) as s:
+        await progress.report(s, head.id, p3.id, percent=25, spent_total=500_000)
+    reported = await ana.wait_message([p3.code, "Pengecatan pos ronda", "25%"], timeout=15)
+    assert reported.text.startswith("📈")
+    for secret in ("Rina", "Budi", "+62"):
+        assert secret not in approved.text + reported.text
+
+    # /berhenti lists both proposals; stopping p4 leaves p3, and p4's progress no longer reaches Ana.
+    await ana.send("/berhenti")
+    listed = await ana.wait_message([p3.code, p4.code, "Pengecatan pos ronda", "Pengerasan jalan gang Dahlia"])
+    stop = t("✖️ Stop: {what}")
+    assert listed.button_texts == [stop.format(what=p3.code), stop.format(what=p4.code)]
+    await ana.press(stop.format(what=p4.code), message=listed)
+    left = await ana.wait_edit(
+        listed, contains=t("🔕 You no longer follow {what}.").format(what=proposal_of(code=p4.code))
+    )
+    assert p3.code in left.text and left.button_texts == [stop.format(what=p3.code)]
+    async with db(sqlite_url) as s:
+        await progress.report(s, head.id, p4.id, percent=30, spent_total=1_000_000)
+    await officer.wait_message([p4.code, "30%"], timeout=15)
+    await ana.expect_no_message(1.0)
+    async with db(sqlite_url) as s:
+        rows = (await s.scalars(select(Follow).where(Follow.user_id == ana.id))).all()
+        assert [(f.rt_id, f.proposal_id) for f in rows] == [(None, p3.id)]
 
 
 async def test_officer_chooses_how_often_the_morning_summary_comes(tg, launch, sqlite_url, db, tmp_path):

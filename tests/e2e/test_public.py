@@ -5,14 +5,17 @@ one as a button; HTML and SQL-ish text is answered safely; /jelajah goes kecamat
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pytest
 from sqlalchemy import func, select
 
+from bot.domain.timefmt import format_short_date
 from bot.services import media, progress, proposals, review, users
 from bot.services.progress import EvidenceFile
 from fakeapi import make_jpeg
 from handlers.public import PubCb
-from storage.models import RT, AuditLog, Program, Proposal
+from storage.models import RT, AuditLog, Program, Proposal, ProposalEvent
 from storage.repositories import wilayah
 from tests.e2e.conftest import ADMIN_ID, t
 from tests.e2e.test_review import World, seed, start_chat, submitted
@@ -21,6 +24,18 @@ pytestmark = pytest.mark.e2e
 
 HEAD_NAME, HEAD_PHONE = "Budi Santoso", "+6281200000001"  # what tests.e2e.test_review.seed registers
 STALE = "This button is no longer valid. Please use the latest message, or type /start."
+WITA = ZoneInfo("Asia/Makassar")  # the bot's TIMEZONE
+
+
+def entity_texts(message, kind: str) -> list[str]:
+    """The texts a message shows with an entity of ``kind`` (offsets count UTF-16 code units)."""
+    raw = (message.text or message.caption or "").encode("utf-16-le")
+    entities = message.entities or message.caption_entities
+    return [
+        raw[2 * e["offset"] : 2 * (e["offset"] + e["length"])].decode("utf-16-le")
+        for e in entities
+        if e["type"] == kind
+    ]
 
 
 async def approve(db, w: World, officer, proposal_id: int, note: str | None = None) -> None:
@@ -75,9 +90,23 @@ async def test_code_in_any_form_cek_and_bad_input(tg, launch, sqlite_url, db, tm
         t("in progress"),
         "40%",
         "Rp 1.500.000",
-        t("approved"),
     ):
         assert seen in card.text, seen
+    # The public timeline: a bold "History" heading, then sent and approved with their local dates
+    # (the progress report has its own section).
+    async with db(sqlite_url) as s:
+        events = (
+            await s.scalars(select(ProposalEvent).where(ProposalEvent.proposal_id == p.id).order_by(ProposalEvent.id))
+        ).all()
+    dated = {e.action: format_short_date(e.at.astimezone(WITA).date()) for e in events}
+    lines = card.text.split("\n")
+    heading = lines.index(t("<b>History</b>"))
+    assert lines[heading + 1 : heading + 3] == [
+        f"• {dated['ajukan']} — {t('sent')}",
+        f"• {dated['setujui']} — {t('approved')}",
+    ]
+    assert lines[heading + 3] == ""
+    assert t("<b>History</b>") in entity_texts(card, "bold")
     assert_nothing_personal(card.text, officer, head)
     assert t("🗺 All proposals of {rt}").format(rt="RT 05") in card.button_texts
     album = await warga.wait_messages(2)
