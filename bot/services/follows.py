@@ -85,10 +85,10 @@ __all__ = [
 
 MAX_FOLLOWS = 20
 NOTICE_EVENT = "follow.event"
-# Held until the end of the quiet hours when made inside them (so moved when those change), with
-# the reminders to Ketua RT ("reminder.*"); escalations are made by bot/services/escalations.py.
-# Notices held for the recipient's quiet hours, moved when they change them. (Vote polls are held
-# too, but never past the vote's closing, so they keep their time.)
+# Held until the end of the recipient's quiet hours when made inside them, and moved when those
+# change, with the reminders to Ketua RT ("reminder.*"). Escalations are made by
+# bot/services/escalations.py, aspiration answers by bot/services/aspirations.py. Vote polls are
+# held too (bot/services/votes.py), but never past the vote's closing, so they keep their time.
 QUIET_HELD_KINDS = (NOTICE_EVENT, "escalation.officer", "aspiration.decided")
 NOTICE_WEEKLY = "follow.weekly"
 WEEKLY_MAX_EVENTS = 200  # events kept in one pending summary (a summary shows far fewer)
