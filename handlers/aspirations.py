@@ -633,7 +633,13 @@ async def show_location(query: CallbackQuery, callback_data: AspCb, session: Asy
 
 async def _decided(message: Message, session: AsyncSession, row: Aspiration) -> None:
     text, kb = await card(session, row)
-    await message.answer(_("✅ Saved: {status}. The resident is told.").format(status=status_label(row.status)))
+    if row.user_id is None:  # the resident erased their data: nobody to tell
+        saved = _("✅ Saved: {status}.")
+    elif await svc.answer_held(session, row.id):
+        saved = _("✅ Saved: {status}. The resident is told when their quiet hours end.")
+    else:
+        saved = _("✅ Saved: {status}. The resident is told.")
+    await message.answer(saved.format(status=status_label(row.status)))
     await message.answer(text, reply_markup=kb)
 
 

@@ -67,6 +67,7 @@ DECLINED = t(
     "Thank you for caring about your RT; you are welcome to send other ideas with /aspirasi."
 )
 SAVED = t("✅ Saved: {status}. The resident is told.")
+SAVED_HELD = t("✅ Saved: {status}. The resident is told when their quiet hours end.")
 LIMIT = t(
     "You have already sent {limit} ideas in the last 24 hours, the most allowed. You can send the next one from {when}."
 )
@@ -315,7 +316,7 @@ async def answer_held_in_quiet_hours(db, url: str, head, resident) -> None:
     await head.press(t("🔎 Open idea {n}").format(n=1), message=inbox)
     card = await head.wait_message([newest.text, t("🗣 Discuss at musyawarah")])  # newest first
     await head.press(t("🗣 Discuss at musyawarah"), message=card)
-    await head.wait_message(SAVED.format(status=t("will be discussed at the musyawarah")))
+    await head.wait_message(SAVED_HELD.format(status=t("will be discussed at the musyawarah")))
 
     await resident.expect_no_message(2.5)
     async with db(url) as s:

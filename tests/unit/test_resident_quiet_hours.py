@@ -59,6 +59,9 @@ async def test_aspiration_answer_waits_for_the_morning_and_opens_the_card(sessio
     held = await rows(sessionmaker, aspirations.NOTICE_DECIDED)
     assert held[DEFAULT] == MORNING.astimezone(dt.UTC)  # not at 23:00
     assert held[AWAKE] == NIGHT.astimezone(dt.UTC)  # no quiet hours: at once
+    async with sessionmaker() as s:  # what the Ketua RT is told after deciding
+        assert await aspirations.answer_held(s, late.id, NIGHT) is True
+        assert await aspirations.answer_held(s, awake.id, NIGHT) is False
 
     # Quiet hours changed to end at 05:00: the held answer moves with them (sent at once if over).
     async with sessionmaker() as s:
