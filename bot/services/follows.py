@@ -50,6 +50,7 @@ from storage.models import (
     QUIET_START_DEFAULT,
     RT,
     Follow,
+    MusyawarahVote,
     NotificationPrefs,
     Outbox,
     Proposal,
@@ -87,9 +88,10 @@ MAX_FOLLOWS = 20
 NOTICE_EVENT = "follow.event"
 # Held until the end of the recipient's quiet hours when made inside them, and moved when those
 # change, with the reminders to Ketua RT ("reminder.*"). Escalations are made by
-# bot/services/escalations.py, aspiration answers by bot/services/aspirations.py. Vote polls are
-# held too (bot/services/votes.py), but never past the vote's closing, so they keep their time.
+# bot/services/escalations.py, aspiration answers by bot/services/aspirations.py, vote polls by
+# bot/services/votes.py (never so late that the vote closes first).
 QUIET_HELD_KINDS = (NOTICE_EVENT, "escalation.officer", "aspiration.decided")
+VOTE_KINDS = ("vote.intro", "vote.poll")
 NOTICE_WEEKLY = "follow.weekly"
 WEEKLY_MAX_EVENTS = 200  # events kept in one pending summary (a summary shows far fewer)
 
@@ -296,8 +298,10 @@ async def set_digest(session: AsyncSession, user_id: int, mode: str) -> Notifica
 
 async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -> NotificationPrefs:
     """Quiet hours from ``start`` to ``end`` (local minutes; equal: none). Notices already held
-    for this user (follow notices, reminders, escalations) are rescheduled to the new window (sent
-    at once when it no longer covers now)."""
+    for this user (follow notices, answers to their ideas, vote polls, reminders, escalations) are
+    rescheduled to the new window (sent at once when it no longer covers now, or when a vote would
+    close too soon after it)."""
+    from bot.services import votes  # votes uses this module
     for value in (start, end):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < rules.DAY:
             raise ValueError(f"minute of the day out of range: {value!r}")
@@ -311,7 +315,7 @@ async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -
             select(Outbox)
             .where(
                 Outbox.chat_id == user_id,
-                or_(Outbox.kind.in_(QUIET_HELD_KINDS), Outbox.kind.like("reminder.%")),
+                or_(Outbox.kind.in_((*QUIET_HELD_KINDS, *VOTE_KINDS)), Outbox.kind.like("reminder.%")),
                 Outbox.status == OUTBOX_PENDING,
                 Outbox.attempts == 0,  # held for quiet hours, not waiting to be retried
             )
@@ -319,8 +323,18 @@ async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -
         )
     ).all()
     due = rules.quiet_until(now, start, end, _tz)
+    closing: dict[int, dt.datetime] = {}
     for row in held:
         row.next_attempt_at = due
+        if row.kind in VOTE_KINDS:  # never so late that the vote closes before they can answer
+            vote_id = (row.payload or {}).get("vote_id")
+            if vote_id not in closing:
+                closing[vote_id] = await session.scalar(
+                    select(MusyawarahVote.closes_at).where(MusyawarahVote.id == vote_id)
+                )
+            closes_at = closing[vote_id]
+            if closes_at is not None and due >= closes_at - votes.MIN_TIME_TO_VOTE:
+                row.next_attempt_at = now
     if held:
         session.info["outbox_enqueued"] = True  # wake the sender: some may be due now
     audit.record(

@@ -100,3 +100,36 @@ async def test_vote_polls_respect_quiet_hours_closing_and_notices_off(sessionmak
             s, w.heads[0], w.rt_ids[0], "Malam ini?", ["Ya", "Tidak"], now + dt.timedelta(minutes=45), now=now
         )
     assert await rows(sessionmaker, votes.NOTICE_POLL) == {DEFAULT: now, AWAKE: now}
+
+
+async def vote_rows(sessionmaker, user_id: int) -> dict[tuple[str, int], dt.datetime]:
+    """(kind, vote id) → when each vote notice to the user is due."""
+    async with sessionmaker() as s:
+        rows = (await s.scalars(select(Outbox).where(Outbox.kind.in_(follows.VOTE_KINDS), Outbox.chat_id == user_id)))
+        return {(r.kind, r.payload["vote_id"]): r.next_attempt_at for r in rows.all()}
+
+
+async def test_changing_quiet_hours_moves_a_held_poll_but_not_past_closing(sessionmaker, tmp_path):
+    w = await setup_world(sessionmaker, tmp_path)
+    await residents(sessionmaker, w.rt_ids[0])
+    now = utcnow()
+    async with sessionmaker() as s:  # DEFAULT's quiet window covers now, whatever the time
+        minute = now.astimezone(WITA).hour * 60 + now.astimezone(WITA).minute
+        await follows.set_quiet(s, DEFAULT, (minute - 60) % 1440, (minute + 60) % 1440)
+    async with sessionmaker() as s:
+        long = await votes.create(s, w.heads[0], w.rt_ids[0], "Lama?", ["A", "B"], now + dt.timedelta(days=3), now=now)
+        short = await votes.create(
+            s, w.heads[0], w.rt_ids[0], "Cepat?", ["A", "B"], now + dt.timedelta(hours=4), now=now
+        )
+    held_until = {vote_id: at for (kind, vote_id), at in (await vote_rows(sessionmaker, DEFAULT)).items()
+                  if kind == votes.NOTICE_POLL}  # fmt: skip
+    assert held_until[long.id] > now + dt.timedelta(minutes=55)  # until the end of the window
+    assert held_until[short.id] > now + dt.timedelta(minutes=55)  # still 2 h and more to answer
+
+    # The window now ends 3 h from now: the short vote (closing in 4 h) is sent at once, the long one moves.
+    async with sessionmaker() as s:
+        await follows.set_quiet(s, DEFAULT, (minute - 60) % 1440, (minute + 180) % 1440)
+    moved = await vote_rows(sessionmaker, DEFAULT)
+    for kind in follows.VOTE_KINDS:
+        assert moved[(kind, short.id)] <= utcnow()
+        assert moved[(kind, long.id)] > now + dt.timedelta(hours=2, minutes=55)
