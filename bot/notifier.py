@@ -55,6 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import metrics, notices
 from bot.domain.delivery import SendLimiter, backoff
 from bot.services import outbox as outbox_service
+from bot.unavailable import OutageLog
 from storage.db import begin_write
 from storage.models import OUTBOX_FAILED, OUTBOX_PENDING, OUTBOX_SENT, Outbox, User, utcnow
 
@@ -103,6 +104,7 @@ class OutboxSender:
         self._wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._unsubscribe = outbox_service.on_enqueued(self._wake.set)
+        self._outage = OutageLog(log, "outbox sender")
 
     def wake(self) -> None:
         self._wake.set()
@@ -134,9 +136,12 @@ class OutboxSender:
                 self._wake.clear()
                 try:
                     done = await self.run_once()
-                except Exception:
-                    log.exception("outbox pass failed")
+                except Exception as exc:
+                    if not self._outage.failed(exc):
+                        log.exception("outbox pass failed")
                     done = 0
+                else:
+                    self._outage.succeeded()
                 if done:
                     continue
                 try:

@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.clock import Clock
 from bot.config import Settings
 from bot.services import digests, escalations, reminders, votes
+from bot.unavailable import OutageLog
 
 log = logging.getLogger("prolita.scheduler")
 
@@ -44,7 +45,10 @@ _running: set[asyncio.Task[Any]] = set()  # job runs in flight, so a stopping bo
 def _stoppable(job: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """A job run is tracked while it runs (``drain_scheduler`` waits for it); one cancelled because
     the bot is stopping anyway ends quietly (its transaction is rolled back, the next run does the
-    work) instead of a traceback in the log."""
+    work) instead of a traceback in the log, and so does one that meets a database or Redis outage
+    (logged once by :class:`bot.unavailable.OutageLog`; the next run retries)."""
+
+    outage = OutageLog(log, f"job {job.__name__}")
 
     @functools.wraps(job)
     async def run(*args: Any) -> Any:
@@ -52,12 +56,18 @@ def _stoppable(job: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[An
         if task is not None:
             _running.add(task)
         try:
-            return await job(*args)
+            result = await job(*args)
         except asyncio.CancelledError:
             log.info("job %s stopped with the bot; it runs again at the next start", job.__name__)
             return None
+        except Exception as exc:
+            if outage.failed(exc):  # the database or Redis is down: one line, the next run retries
+                return None
+            raise  # a real error: APScheduler logs it with its traceback
         finally:
             _running.discard(task)  # type: ignore[arg-type]
+        outage.succeeded()
+        return result
 
     return run
 

@@ -10,6 +10,10 @@ so is a failed call to Telegram itself.
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Callable
+
 from aiogram.exceptions import TelegramAPIError
 from sqlalchemy.exc import DBAPIError, DisconnectionError
 
@@ -68,3 +72,44 @@ def is_unavailable(exc: BaseException) -> bool:
                 return True
         current = current.__cause__ or current.__context__
     return False
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:200]}" if text else type(exc).__name__
+
+
+class OutageLog:
+    """How a background loop (the outbox sender, a scheduled job) logs an outage of the database or
+    Redis: one warning when it starts, a reminder every ``every`` seconds while it lasts, and one line
+    when it is over, instead of a full traceback on every attempt. Other errors are not its business:
+    :meth:`failed` returns False for them, and the caller logs them as before."""
+
+    def __init__(
+        self, logger: logging.Logger, what: str, every: float = 60.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.logger, self.what, self.every, self.clock = logger, what, every, clock
+        self.since: float | None = None
+        self._last = 0.0
+        self.failures = 0
+
+    def failed(self, exc: BaseException) -> bool:
+        if not is_unavailable(exc):
+            return False
+        now = self.clock()
+        self.failures += 1
+        if self.since is None:
+            self.since, self._last = now, now
+            self.logger.warning("%s: the database or Redis is unavailable (%s); retrying", self.what, _short(exc))
+        elif now - self._last >= self.every:
+            self._last = now
+            self.logger.warning(
+                "%s: still unavailable after %.0f s (%d attempts; %s)", self.what, now - self.since, self.failures,
+                _short(exc),
+            )  # fmt: skip
+        return True
+
+    def succeeded(self) -> None:
+        if self.since is not None:
+            self.logger.warning("%s: available again after %.0f s", self.what, self.clock() - self.since)
+        self.since, self.failures = None, 0
