@@ -36,11 +36,9 @@ from storage.models import (
     ASPIRASI_DIBAHAS,
     ASPIRASI_DITOLAK,
     ASPIRASI_DIUSULKAN,
-    OUTBOX_PENDING,
     RT,
     Aspiration,
     Follow,
-    Outbox,
     Proposal,
     User,
     utcnow,
@@ -441,15 +439,7 @@ async def decide(
 
 async def answer_held(session: AsyncSession, aspiration_id: int, now: dt.datetime | None = None) -> bool:
     """Whether the resident's notice of the decision waits for the end of their quiet hours."""
-    rows = await session.scalars(
-        select(Outbox.payload).where(
-            Outbox.kind == NOTICE_DECIDED,
-            Outbox.status == OUTBOX_PENDING,
-            Outbox.attempts == 0,
-            Outbox.next_attempt_at > (now or utcnow()),
-        )
-    )
-    return any((payload or {}).get("aspiration_id") == aspiration_id for payload in rows.all())
+    return await outbox.held(session, NOTICE_DECIDED, "aspiration_id", aspiration_id, now) > 0
 
 
 async def proposal_code_of(session: AsyncSession, row: Aspiration) -> str | None:

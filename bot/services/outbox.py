@@ -10,11 +10,11 @@ import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from storage.models import Outbox, utcnow
+from storage.models import OUTBOX_PENDING, Outbox, utcnow
 
 _listeners: list[Callable[[], None]] = []
 
@@ -37,6 +37,23 @@ def enqueue(
     session.add(row)
     session.info["outbox_enqueued"] = True
     return row
+
+
+async def held(session: AsyncSession, kind: str, key: str, value: int, now: dt.datetime | None = None) -> int:
+    """How many ``kind`` notices whose payload has ``key`` = ``value`` wait, unsent and untried,
+    for a later time (the end of their recipient's quiet hours)."""
+    n = await session.scalar(
+        select(func.count())
+        .select_from(Outbox)
+        .where(
+            Outbox.kind == kind,
+            Outbox.status == OUTBOX_PENDING,
+            Outbox.attempts == 0,
+            Outbox.next_attempt_at > (now or utcnow()),
+            Outbox.payload[key].as_integer() == value,
+        )
+    )
+    return n or 0
 
 
 @event.listens_for(Session, "after_commit")

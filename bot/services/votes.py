@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.follow import NOTIFY_OFF
@@ -31,7 +31,6 @@ from bot.services import audit, follows, outbox
 from storage.db import begin_write, release
 from storage.models import (
     ASPIRASI_DIBAHAS,
-    OUTBOX_PENDING,
     VOTE_CLOSED,
     VOTE_OPEN,
     Aspiration,
@@ -39,7 +38,6 @@ from storage.models import (
     Follow,
     MusyawarahVote,
     NotificationPrefs,
-    Outbox,
     Proposal,
     User,
     VoteAnswer,
@@ -335,18 +333,7 @@ async def answers_so_far(session: AsyncSession, vote_id: int) -> int:
 
 async def polls_held(session: AsyncSession, vote_id: int, now: dt.datetime | None = None) -> int:
     """How many of the vote's polls wait for the end of their recipient's quiet hours."""
-    n = await session.scalar(
-        select(func.count())
-        .select_from(Outbox)
-        .where(
-            Outbox.kind == NOTICE_POLL,
-            Outbox.status == OUTBOX_PENDING,
-            Outbox.attempts == 0,
-            Outbox.next_attempt_at > (now or utcnow()),
-            Outbox.payload["vote_id"].as_integer() == vote_id,
-        )
-    )
-    return n or 0
+    return await outbox.held(session, NOTICE_POLL, "vote_id", vote_id, now)
 
 
 async def polls_sent(session: AsyncSession, vote_id: int) -> int:
