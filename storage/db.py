@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,21 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # recipe), so that a transaction can be DEFERRED or IMMEDIATE as needed.
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
-    # The busy timeout first: switching a new file to WAL needs the lock, and another process (a
-    # second instance upgrading at the same moment) may hold it; without it that fails at once.
+    # Switching a new file to WAL needs an exclusive lock that another process (a second instance
+    # starting at the same moment) may hold. The busy timeout covers most of that wait, but SQLite
+    # may also answer "database is locked" at once without calling the busy handler, so the switch
+    # is tried again for as long as the timeout would have waited. (A connection blocks the event
+    # loop for these few sleeps only when two processes open the same new file together.)
     cur.execute("PRAGMA busy_timeout=15000")
-    cur.execute("PRAGMA journal_mode=WAL")
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            break
+        except Exception as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.close()

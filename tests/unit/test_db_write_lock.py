@@ -87,3 +87,51 @@ async def test_a_burst_of_writers_takes_turns_in_order(maker):
     async with maker() as s:
         assert (await s.execute(text("SELECT count(*) FROM t"))).scalar() == 300
     print(f"300 queued writers committed in {elapsed:.2f} s")
+
+
+def test_switching_a_new_file_to_wal_is_retried_while_another_process_holds_the_lock():
+    """SQLite may refuse the WAL switch at once ("database is locked", no busy handler) while a
+    second instance switches the same new file: the connection tries again instead of failing."""
+    import sqlite3
+
+    from storage.db import _sqlite_connect
+
+    class Cursor:
+        def __init__(self, refusals: int) -> None:
+            self.refusals, self.done = refusals, []
+
+        def execute(self, sql: str) -> None:
+            if sql == "PRAGMA journal_mode=WAL" and self.refusals:
+                self.refusals -= 1
+                raise sqlite3.OperationalError("database is locked")
+            self.done.append(sql)
+
+        def close(self) -> None:
+            pass
+
+    class Connection:
+        isolation_level = "DEFERRED"
+
+        def __init__(self, cursor: Cursor) -> None:
+            self._cursor = cursor
+
+        def cursor(self) -> Cursor:
+            return self._cursor
+
+    cursor = Cursor(refusals=3)
+    _sqlite_connect(Connection(cursor), None)
+    assert cursor.done == [
+        "PRAGMA busy_timeout=15000",
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA foreign_keys=ON",
+        "PRAGMA synchronous=NORMAL",
+    ]
+
+    class Broken(Cursor):
+        def execute(self, sql: str) -> None:
+            if sql == "PRAGMA journal_mode=WAL":
+                raise sqlite3.OperationalError("disk I/O error")
+            super().execute(sql)
+
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O"):  # anything else is not retried
+        _sqlite_connect(Connection(Broken(0)), None)
