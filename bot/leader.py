@@ -153,6 +153,8 @@ class Leadership:
         finally:
             # Also on cancellation: the services stop before the lock can go to anyone else.
             self._is_leader = False
+            if reason is not None:  # lost, not asked to stop: another instance may take over from now on
+                log.info("instance %s is stepping down (%s); stopping its services", self.instance_id, reason)
             try:
                 await on_deposed()
             except Exception:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot.domain.text import escape_html
 from bot.notices import Notice, renderer
 from bot.services import broadcast as broadcasts
+from bot.unavailable import OutageLog
 from storage.models import Broadcast, Outbox, User
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class BroadcastProgress:
         self.interval = interval
         self._shown: dict[int, str] = {}
         self._stop = asyncio.Event()
+        self._outage = OutageLog(log, "broadcast progress")
 
     def stop(self) -> None:
         self._stop.set()
@@ -85,8 +87,11 @@ class BroadcastProgress:
         while not self._stop.is_set():
             try:
                 await self.run_once()
-            except Exception:
-                log.exception("broadcast progress pass failed")
+            except Exception as exc:
+                if not self._outage.failed(exc):
+                    log.exception("broadcast progress pass failed")
+            else:
+                self._outage.succeeded()
             try:
                 await asyncio.wait_for(self._stop.wait(), timeout=self.interval)
             except TimeoutError:

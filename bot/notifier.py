@@ -55,7 +55,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bot import metrics, notices
 from bot.domain.delivery import SendLimiter, backoff
 from bot.services import outbox as outbox_service
-from bot.unavailable import OutageLog
+from bot.unavailable import OutageLog, is_unavailable
 from storage.db import begin_write
 from storage.models import OUTBOX_FAILED, OUTBOX_PENDING, OUTBOX_SENT, Outbox, User, utcnow
 
@@ -67,6 +67,11 @@ MAX_AGE = dt.timedelta(days=2)
 BATCH = 25
 RELEASE_AFTER = 2.0  # a row that would wait longer than this for the limiter is given back
 TIMEOUT_PAUSE = 5.0  # after a request timed out, nothing is sent for this long
+OUTAGE_RETRY = 1.0  # a row that could not be prepared because the database went away is tried again after this
+# Writing a row's outcome is retried through a short outage (a restart, a failover) with these
+# pauses, so a message Telegram accepted is recorded as sent instead of going out again when its
+# lease expires; if the database stays away longer, the lease decides.
+FINISH_RETRY = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 BLOCKED = "blocked: "  # last_error prefix of rows not delivered because the user blocked the bot
 UNKNOWN = "unknown: "  # last_error prefix of rows whose delivery is unknown (timed out)
 NOT_RESENT_ON_TIMEOUT = frozenset({"broadcast"})
@@ -228,7 +233,9 @@ class OutboxSender:
         await self._sleep(self.limiter.paused_for())
         return len(rows)
 
-    async def _deliver(self, row: Outbox) -> None:
+    async def _prepare(self, row: Outbox) -> notices.Notice | None:
+        """The notice to send for ``row``, or None when the row is settled without sending (the user
+        blocked the bot, the renderer failed, the notice is obsolete). A database outage is raised."""
         async with self.sessionmaker() as session:
             user = await session.get(User, row.chat_id)
             lang = user.language if user is not None else "id"
@@ -236,17 +243,34 @@ class OutboxSender:
                 self.stats["blocked"] += 1
                 metrics.BLOCKED.inc()
                 await self._finish(row.id, status=OUTBOX_FAILED, error=BLOCKED + "the user blocked the bot earlier")
-                return
+                return None
             try:
                 with self.i18n.context(), self.i18n.use_locale(lang):
                     notice = await notices.render(session, row, self.admin_ids)
             except Exception as exc:  # a bug in a renderer must not stall the other notices
+                if is_unavailable(exc):  # not the renderer's fault: the row is sent once the database is back
+                    raise
                 log.exception("cannot render outbox %s (%s)", row.id, row.kind)
                 self.stats["failed"] += 1
                 await self._finish(row.id, status=OUTBOX_FAILED, error=f"render: {exc!r}")
-                return
+                return None
         if notice is None:
             await self._finish(row.id, status=OUTBOX_SENT, error="obsolete; not sent")
+        return notice
+
+    async def _deliver(self, row: Outbox) -> None:
+        try:
+            notice = await self._prepare(row)
+        except Exception as exc:
+            if not is_unavailable(exc):
+                raise
+            # Nothing was sent: back to the queue for the next pass (or, if even that cannot be
+            # written, the lease brings it back). Never marked failed for an outage.
+            self._outage.failed(exc)
+            self.stats["given_back"] += 1
+            await self._finish(row.id, status=OUTBOX_PENDING, error=None, delay=OUTAGE_RETRY, undo_attempt=True)
+            return
+        if notice is None:
             return
         deliver = getattr(notice, "deliver", None)
         for _try in range(5):
@@ -342,12 +366,33 @@ class OutboxSender:
         undo_attempt: bool = False,
         on_sent: Callable[[AsyncSession], Awaitable[None]] | None = None,
     ) -> None:
+        for pause in (*FINISH_RETRY, None):
+            try:
+                await self._finish_once(row_id, status, error, delay, undo_attempt, on_sent)
+                return
+            except Exception as exc:
+                if pause is None or not is_unavailable(exc):
+                    raise
+                self._outage.failed(exc)
+                await asyncio.sleep(pause)
+
+    async def _finish_once(
+        self,
+        row_id: int,
+        status: str,
+        error: str | None,
+        delay: float,
+        undo_attempt: bool,
+        on_sent: Callable[[AsyncSession], Awaitable[None]] | None,
+    ) -> None:
         async with self.sessionmaker() as session:
             await begin_write(session)
             if on_sent is not None:
                 try:
                     await on_sent(session)
                 except Exception as exc:  # delivered all the same: never send it twice
+                    if is_unavailable(exc):  # the database went away: write it all again
+                        raise
                     log.exception("outbox %s sent, but recording what was sent failed", row_id)
                     await session.rollback()
                     await begin_write(session)

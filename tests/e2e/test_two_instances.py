@@ -200,8 +200,12 @@ class Instance(BotProcess):
 
     @property
     def leads(self) -> bool:
+        # From "stepping down" on (the lead is lost; its services are stopping) another instance may
+        # already lead: that overlap is by design (see bot/leader.py), two believing they lead is not.
         log = self.log()
-        return log.rfind(f"instance {self.name} is now the leader") > log.rfind(f"instance {self.name} stepped down")
+        me = f"instance {self.name}"
+        ended = max(log.rfind(f"{me} is stepping down"), log.rfind(f"{me} stepped down"))
+        return log.rfind(f"{me} is now the leader") > ended
 
     def handled_users(self) -> Counter[int]:
         """How many updates of each user this instance handled (its ``update=`` log lines)."""

@@ -9,7 +9,9 @@ import pytest
 from aiogram import Bot
 from aiogram.client.session.aiohttp import AiohttpSession
 from sqlalchemy import select
+from sqlalchemy.exc import DBAPIError
 
+from bot import notices, notifier
 from bot.i18n import build_i18n
 from bot.notifier import OutboxSender
 from bot.services import officers, outbox, registration, users
@@ -99,5 +101,82 @@ async def test_retry_after_and_blocked_user(sessionmaker, tg):
             assert "blocked" in rows["registration.rejected"].last_error
             assert rows["no.such.kind"].status == "failed" and "render" in rows["no.such.kind"].last_error
             assert (await s.get(User, head.id)).blocked_bot is True
+    finally:
+        await bot.session.close()
+
+
+def _outage() -> DBAPIError:
+    return DBAPIError("SELECT 1", {}, ConnectionResetError("terminating connection"), connection_invalidated=True)
+
+
+async def test_database_outage_while_rendering_gives_the_row_back_instead_of_failing_it(sessionmaker, tg, monkeypatch):
+    """The connection ended while a notice was rendered (CI caught a registration notice marked
+    failed this way, so the officer never heard of it): the row goes back to the queue untouched."""
+    tg.make_bot()
+    officer, _head = await _world(sessionmaker, tg)
+    bot = _bot(tg)
+    sender = OutboxSender(bot, sessionmaker, build_i18n(), (ADMIN,))
+    real_render = notices.render
+    broken = {"registration.new"}
+
+    async def render(session, row, admin_ids):
+        if row.kind in broken:
+            broken.discard(row.kind)
+            raise _outage()
+        return await real_render(session, row, admin_ids)
+
+    monkeypatch.setattr(notices, "render", render)
+    monkeypatch.setattr(notifier, "OUTAGE_RETRY", 0.0)
+    try:
+        await sender.run_once()
+        async with sessionmaker() as s:
+            row = await s.scalar(select(Outbox).where(Outbox.kind == "registration.new"))
+            assert (row.status, row.attempts, row.last_error, row.claimed_until) == ("pending", 0, None, None)
+        assert sender.stats["given_back"] == 1 and sender.stats["failed"] == 0
+        await sender.run_once()
+        await officer.wait_message("Budi Santoso")
+        assert await _statuses(sessionmaker) == [("officer.appointed", "sent"), ("registration.new", "sent")]
+        # A renderer's own bug is still a failed row, not an endless retry.
+        async with sessionmaker() as s:
+            outbox.enqueue(s, officer.id, "no.such.kind")
+            await s.commit()
+        await sender.run_once()
+        assert ("no.such.kind", "failed") in await _statuses(sessionmaker)
+    finally:
+        await bot.session.close()
+
+
+async def test_outcome_of_a_sent_row_is_written_through_a_short_outage(sessionmaker, tg, monkeypatch):
+    """Telegram accepted the message but the database went away before the row was marked sent:
+    the write is retried, so the lease never expires and the message never goes out twice."""
+    tg.make_bot()
+    officer, _head = await _world(sessionmaker, tg)
+    bot = _bot(tg)
+    sender = OutboxSender(bot, sessionmaker, build_i18n(), (ADMIN,), lease=0.0)
+    real_finish_once = OutboxSender._finish_once
+    failures = {"left": 3}
+
+    async def finish_once(self, row_id, status, *args):
+        if status == "sent" and failures["left"]:
+            failures["left"] -= 1
+            raise _outage()
+        return await real_finish_once(self, row_id, status, *args)
+
+    monkeypatch.setattr(OutboxSender, "_finish_once", finish_once)
+    monkeypatch.setattr(notifier, "FINISH_RETRY", (0.0,) * 5)
+    try:
+        assert await sender.run_once() == 2
+        assert failures["left"] == 0
+        assert await _statuses(sessionmaker) == [("officer.appointed", "sent"), ("registration.new", "sent")]
+        assert await sender.run_once() == 0  # with a zero lease, an unwritten row would be taken again
+        await officer.wait_idle(quiet=0.3, timeout=5)
+        assert len([m for m in officer.bot_messages if "Budi Santoso" in (m.text or "")]) == 1
+        # An outage longer than the retries: the error reaches the pass, the lease decides.
+        failures["left"] = 99
+        async with sessionmaker() as s:
+            outbox.enqueue(s, officer.id, "registration.new", registration_id=1)
+            await s.commit()
+        await sender.run_once()
+        assert sender.stats["error"] == 1
     finally:
         await bot.session.close()
