@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     send_lease: int = 300
     # Reminders to Ketua RT and officers' morning digests (off: e.g. end-to-end tests on real time).
     scheduled_messages: bool = True
+    # Stored files nothing refers to (a cancelled report's photos, a deleted draft's) are deleted
+    # after this many days (bot/services/media_gc.py); 0 keeps them for ever.
+    media_orphan_days: int = 30
     # Several instances (bot/leader.py): this instance's name in logs and pg_stat_activity, and how
     # often a standby tries the leader lock (and the leader checks it still holds it), in seconds.
     instance_id: str = Field(default_factory=default_instance_id)
@@ -173,6 +176,13 @@ class Settings(BaseSettings):
     def _check_send_lease(cls, value: int) -> int:
         if not 10 <= value <= 86400:
             raise ValueError("must be seconds between 10 and 86400, e.g. 300 (longer than a request may take)")
+        return value
+
+    @field_validator("media_orphan_days")
+    @classmethod
+    def _check_media_orphan_days(cls, value: int) -> int:
+        if not 0 <= value <= 3650:
+            raise ValueError("must be days between 0 and 3650, e.g. 30 (0 keeps unused files for ever)")
         return value
 
     @field_validator("instance_id")

@@ -32,6 +32,8 @@ JOB_REMINDERS = "reminders"
 JOB_CLOSE_VOTES = "votes.close"
 JOB_DIGESTS = "digests"
 JOB_ESCALATIONS = "escalations"
+JOB_MEDIA_GC = "media.prune"
+MEDIA_GC_HOUR = 3  # local time (WITA): the quietest hour
 DIGEST_HOUR = 7  # local time (WITA)
 REMINDERS_EVERY = 15 * 60  # seconds
 CLOSE_VOTES_EVERY = 30
@@ -96,6 +98,27 @@ async def digests_job(sessionmaker: async_sessionmaker[AsyncSession], settings: 
 
 
 @_stoppable
+async def media_gc_job(sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, clock: Clock) -> int:
+    """Stored files nothing refers to any more, older than MEDIA_ORPHAN_DAYS: deleted (a batch a run;
+    the rest in the next runs)."""
+    from bot.services.media import LocalMediaStore
+    from bot.services.media_gc import prune
+
+    redis = None
+    if settings.redis_url:
+        from redis.asyncio import Redis
+
+        redis = Redis.from_url(settings.redis_url)
+    try:
+        older = dt.timedelta(days=settings.media_orphan_days)
+        result = await prune(sessionmaker, LocalMediaStore(settings.media_dir), clock.now(), older, redis=redis)
+    finally:
+        if redis is not None:
+            await redis.aclose()
+    return result.rows
+
+
+@_stoppable
 async def close_votes_job(sessionmaker: async_sessionmaker[AsyncSession], clock: Clock) -> list[int]:
     async with sessionmaker() as session:
         return await votes.close_due(session, clock.now())
@@ -152,6 +175,16 @@ def build_scheduler(
     start = clock.now()
     if settings.scheduled_messages:
         _add_messages(scheduler, settings, sessionmaker, clock, start)
+    if settings.media_orphan_days:
+        scheduler.add_job(
+            media_gc_job,
+            CronTrigger(hour=MEDIA_GC_HOUR, minute=30, timezone=settings.tz),
+            id=JOB_MEDIA_GC,
+            name="delete stored files nothing refers to",
+            args=(sessionmaker, settings, clock),
+            next_run_time=start + dt.timedelta(minutes=1),  # and once soon after a start, off the start's rush
+            replace_existing=True,
+        )
     scheduler.add_job(
         close_votes_job,
         IntervalTrigger(seconds=CLOSE_VOTES_EVERY, timezone=settings.tz),

@@ -5,9 +5,9 @@ checks the size and the content (images are decoded with Pillow; a "photo" must 
 writes the file once per distinct content, writes a small JPEG thumbnail next to it for images,
 and returns its :class:`~storage.models.Media` row.
 
-Where the bytes live is behind :class:`MediaStore` (put / open / exists by a relative path). The
+Where the bytes live is behind :class:`MediaStore` (put / open / exists / delete by a relative path). The
 only implementation today is :class:`LocalMediaStore` (a folder, ``MEDIA_DIR``); an object store
-(S3, MinIO, GCS) implements the same three calls with the path as its object key, and nothing else
+(S3, MinIO, GCS) implements the same four calls with the path as its object key, and nothing else
 changes: rows keep the relative path, never a local file name.
 """
 
@@ -76,6 +76,10 @@ class MediaStore(Protocol):
 
     def exists(self, path: str) -> bool: ...
 
+    def delete(self, path: str) -> bool:
+        """Remove a stored file; False when it was not there."""
+        ...
+
 
 class LocalMediaStore:
     """Files under ``<root>/<aa>/<bb>/<sha256><suffix>``; the same content is written once."""
@@ -113,6 +117,14 @@ class LocalMediaStore:
 
     def exists(self, path: str) -> bool:
         return self._full(path).is_file()
+
+    def delete(self, path: str) -> bool:
+        full = self._full(path)
+        try:
+            full.unlink()
+        except FileNotFoundError:
+            return False
+        return True
 
 
 def inspect_image(data: bytes) -> tuple[str, int, int] | None:

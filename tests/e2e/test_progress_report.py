@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.domain import evidence
-from bot.services import progress, registration, review, users
+from bot.services import media_gc, progress, registration, review, users
 from fakeapi import make_pdf
 from fakeapi.media import make_scene_jpeg
 from handlers.progress.callbacks import ProgCb
+from storage.db import create_engine, create_sessionmaker
 from storage.models import RT, AuditLog, Kelurahan, Media, ProgressReport, Proposal
 from tests.e2e.conftest import ADMIN_ID, t
 from tests.e2e.test_review import World, seed, start_chat, submitted
@@ -220,6 +221,16 @@ async def test_bad_input_backwards_over_budget_and_the_100_percent_report(tg, la
     await head.send_photo(site_photo(12))  # compressed by Telegram: no EXIF
     saved = await head.wait_message("📷")
     assert await bot.stop() == 0  # a restart in the middle: the dialog and its photo are kept
+    # The nightly clean-up of unused files, run as if 60 days had passed, keeps the photo that this
+    # unfinished report holds in its dialog data (and everything of the record).
+    engine = create_engine(sqlite_url)
+    try:
+        later = dt.datetime.now(dt.UTC) + dt.timedelta(days=60)
+        await media_gc.prune(create_sessionmaker(engine), w.store, later, dt.timedelta(days=30))
+    finally:
+        await engine.dispose()
+    async with db(sqlite_url) as s:
+        assert await s.scalar(select(func.count()).select_from(Media)) == media_before + 1
     await bot.start()
     await head.press(t("➡️ Next"), message=saved)
     await head.send("Gang Melati")  # a location as text: explained

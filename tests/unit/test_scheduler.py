@@ -16,6 +16,7 @@ from bot.scheduler import (
     JOB_CLOSE_VOTES,
     JOB_DIGESTS,
     JOB_ESCALATIONS,
+    JOB_MEDIA_GC,
     JOB_REMINDERS,
     _stoppable,
     build_scheduler,
@@ -45,7 +46,10 @@ async def test_scheduler_starts_in_the_loop_with_its_jobs(sessionmaker):
     try:
         assert scheduler.running
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {JOB_REMINDERS, JOB_CLOSE_VOTES, JOB_DIGESTS, JOB_ESCALATIONS}
+        assert set(jobs) == {JOB_REMINDERS, JOB_CLOSE_VOTES, JOB_DIGESTS, JOB_ESCALATIONS, JOB_MEDIA_GC}
+        # unused files: a minute after the start, then 03:30 WITA every night
+        assert jobs[JOB_MEDIA_GC].next_run_time == at(dt.date(2026, 3, 24), 8, 1)
+        assert "hour='3', minute='30'" in str(jobs[JOB_MEDIA_GC].trigger)
         assert jobs[JOB_ESCALATIONS].trigger.interval == dt.timedelta(minutes=15)
         assert jobs[JOB_REMINDERS].trigger.interval == dt.timedelta(minutes=15)
         # 08:00 WITA: today's 07:00 digest was missed (the bot was down): it runs at start
@@ -74,6 +78,13 @@ async def test_scheduled_messages_can_be_switched_off_and_wait_for_seven(session
         stop_scheduler(scheduler)
     off = Settings(timezone="Asia/Makassar", bot_token=None, scheduled_messages=False)
     scheduler = build_scheduler(off, sessionmaker, early)
+    scheduler.start(paused=True)
+    try:
+        assert {job.id for job in scheduler.get_jobs()} == {JOB_CLOSE_VOTES, JOB_MEDIA_GC}
+    finally:
+        stop_scheduler(scheduler)
+    kept = Settings(timezone="Asia/Makassar", bot_token=None, scheduled_messages=False, media_orphan_days=0)
+    scheduler = build_scheduler(kept, sessionmaker, early)
     scheduler.start(paused=True)
     try:
         assert {job.id for job in scheduler.get_jobs()} == {JOB_CLOSE_VOTES}
