@@ -95,7 +95,7 @@ def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncS
         settings=settings,
         sessionmaker=sessionmaker,
         media_store=LocalMediaStore(settings.media_dir),
-        album_replies=Debouncer(),
+        album_replies=Debouncer(redis=getattr(storage, "redis", None)),
     )
     dp.update.outer_middleware(UpdateContextMiddleware(sessionmaker, settings))
     dp.update.outer_middleware(UserLocaleMiddleware(i18n))

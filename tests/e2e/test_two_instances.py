@@ -361,9 +361,14 @@ async def propose(head: SimUser, title: str) -> str:
     await head.press(t("✅ Done, next"), timeout=20)
     await head.wait_message(t("Send <b>1 to 10 photos</b> of the site as it is now (several at once is fine). "
                               "Photos so far: {n}.")[:30], timeout=20)  # fmt: skip
-    await head.send_photo(make_jpeg(text=title))
+    # An album: its photos go to both instances (round robin), and it is answered once all the same.
+    await head.send_album([make_jpeg(text=f"{title} {n}") for n in (1, 2, 3)])
+    saved = t("📷 Photos saved: {n} of at most {max}. Send more, or tap <b>➡️ Next</b>.")
+    await head.wait_message(saved.format(n=3, max=10), timeout=20)
     await head.press(t("➡️ Next"), timeout=20)
     await head.wait_message("PDF", timeout=20)
+    answers = [m.text for m in head.bot_messages if saved.split("{")[0] in (m.text or "")]
+    assert answers == [saved.format(n=3, max=10)], answers
     await head.send_document(make_pdf(f"Berita acara {title}"), file_name="berita-acara.pdf",
                              mime_type="application/pdf")  # fmt: skip
     await head.press(t("➡️ Next"), timeout=20)
