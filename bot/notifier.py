@@ -209,8 +209,9 @@ class OutboxSender:
                     return
                 try:
                     await self._deliver(row)
-                except Exception:  # e.g. the database went away: the lease brings the row back
-                    log.exception("outbox %s: delivery failed unexpectedly", row.id)
+                except Exception as exc:  # e.g. the database stayed away: the lease brings the row back
+                    if not self._outage.failed(exc):
+                        log.exception("outbox %s: delivery failed unexpectedly", row.id)
                     self.stats["error"] += 1
 
         # Different chats in parallel; one chat's rows in order (an intro before its poll).
