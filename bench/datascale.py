@@ -9,7 +9,8 @@ lines each, statuses as a decade would leave them, the current year still under 
 reports spread over the approved ones, and the proposal timeline events. Then a separate process (so
 its peak RSS is the workload's, not the generator's) times, through the bot's own services:
 status-by-code lookups (p50/p99 over 1,000 random codes, as /cek answers them: lookup + card), one
-digest per officer, and the full-year XLSX export of the current year city-wide.
+digest per officer, the full-year XLSX export of the current year city-wide, and the reused-photo
+check of a new 10-photo report against every site photo stored (2 per generated report).
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ from bench.common import (
 
 YEARS = 10
 LINES_PER_PROPOSAL = 3
+PHOTOS_PER_REPORT = 2  # site photos with a perceptual hash each (one shared file: the bench needs only hashes)
+REPORT_PHOTOS = 10  # photos of the new report whose reuse check is timed
+REUSE_CHECKS = 20
 CHUNK = 5000
 
 
@@ -52,6 +56,7 @@ class Generated:
     proposals: int = 0
     rab_lines: int = 0
     reports: int = 0
+    photos: int = 0
     events: int = 0
     seconds: float = 0.0
 
@@ -67,6 +72,8 @@ class Measured:
     export_rows: int = 0
     export_rab_lines: int = 0
     export_mb: float = 0.0
+    reuse_checks: Latencies | None = None
+    reuse_hashes: int = 0
     peak_rss_mb: float = 0.0
 
 
@@ -105,7 +112,9 @@ async def generate(url: str, n_proposals: int, n_reports: int, seed: int = 1) ->
         SCOPE_KOTA,
         CodeSequence,
         Kelurahan,
+        Media,
         Officer,
+        ProgressMedia,
         ProgressReport,
         Proposal,
         ProposalEvent,
@@ -147,6 +156,9 @@ async def generate(url: str, n_proposals: int, n_reports: int, seed: int = 1) ->
                  "status": REG_VERIFIED, "decided_by": ADMIN_ID, "decided_at": now, "created_at": now}
                 for i, (rt_id, _k) in enumerate(rts)
             ])  # fmt: skip
+            media_id = (await s.execute(insert(Media).values(
+                sha256="0" * 64, path="00/00/bench.jpg", mime="image/jpeg", size=1, created_at=now,
+            ).returning(Media.id))).scalar_one()  # fmt: skip
             await s.commit()
 
             per_year = [n_proposals // YEARS + (1 if i < n_proposals % YEARS else 0) for i in range(YEARS)]
@@ -160,9 +172,10 @@ async def generate(url: str, n_proposals: int, n_reports: int, seed: int = 1) ->
             base, extra = divmod(n_reports, max(1, reported_total))
             categories = ("infrastruktur", "sosbud", "ekonomi", "kespen")
             next_id = 1
+            next_report_id = 1
             report_left_extra = extra
             for chunk_start in range(0, len(plan), CHUNK):
-                props, lines, reports, events = [], [], [], []
+                props, lines, reports, events, photos = [], [], [], [], []
                 for year, seq, status in plan[chunk_start : chunk_start + CHUNK]:
                     pid = next_id
                     next_id += 1
@@ -202,20 +215,29 @@ async def generate(url: str, n_proposals: int, n_reports: int, seed: int = 1) ->
                         report_left_extra -= 1 if report_left_extra > 0 else 0
                         for r in range(k):
                             at = (decided or submitted) + dt.timedelta(days=3 * (r + 1), minutes=r)
+                            photos += [
+                                {"report_id": next_report_id, "media_id": media_id, "kind": "foto_progres",
+                                 "position": n, "phash": f"{rng.getrandbits(64):016x}", "created_at": at}
+                                for n in range(PHOTOS_PER_REPORT)
+                            ]  # fmt: skip
                             reports.append({
-                                "proposal_id": pid, "reporter_id": head, "percent": min(100, (r + 1) * 100 // k),
+                                "id": next_report_id, "proposal_id": pid, "reporter_id": head,
+                                "percent": min(100, (r + 1) * 100 // k),
                                 "note": "Pekerjaan berjalan.", "spent_total": sum(amounts) * (r + 1) // k, "flags": [],
                                 "status": "terverifikasi" if r < k - 1 or status == "selesai" else "menunggu",
                                 "created_at": min(at, now - dt.timedelta(minutes=1)),
                             })  # fmt: skip
+                            next_report_id += 1
                 await s.execute(insert(Proposal), props)
-                for rows_, model in ((lines, RabLine), (events, ProposalEvent), (reports, ProgressReport)):
+                tables = ((lines, RabLine), (events, ProposalEvent), (reports, ProgressReport), (photos, ProgressMedia))
+                for rows_, model in tables:
                     for i in range(0, len(rows_), CHUNK):
                         await s.execute(insert(model), rows_[i : i + CHUNK])
                 await s.commit()
                 out.proposals += len(props)
                 out.rab_lines += len(lines)
                 out.reports += len(reports)
+                out.photos += len(photos)
                 out.events += len(events)
                 print(f"  generated {out.proposals}/{len(plan)} proposals, {out.reports} reports", flush=True)
             await s.execute(insert(CodeSequence), [
@@ -223,9 +245,10 @@ async def generate(url: str, n_proposals: int, n_reports: int, seed: int = 1) ->
             ])  # fmt: skip
             await s.commit()
             if url.startswith("postgresql"):
-                await s.execute(
-                    text("SELECT setval(pg_get_serial_sequence('proposals', 'id'), max(id)) FROM proposals")
-                )
+                for table_name in ("proposals", "progress_reports"):
+                    await s.execute(
+                        text(f"SELECT setval(pg_get_serial_sequence('{table_name}', 'id'), max(id)) FROM {table_name}")
+                    )
                 await s.commit()
     finally:
         await engine.dispose()
@@ -235,10 +258,12 @@ async def generate(url: str, n_proposals: int, n_reports: int, seed: int = 1) ->
 
 async def measure(url: str, out_dir: Path, lookups: int, seed: int = 2) -> Measured:
     from bot.config import load_settings
+    from bot.domain import evidence
     from bot.domain.permissions import CITY_SCOPE
     from bot.services import digests, export, public
     from storage.db import create_engine, create_sessionmaker
-    from storage.models import Officer, Proposal
+    from storage.models import MEDIA_FOTO_PROGRES, Officer, Proposal
+    from storage.repositories import progress as progress_repo
 
     settings = load_settings()
     year = settings.current_fiscal_year()
@@ -281,6 +306,20 @@ async def measure(url: str, out_dir: Path, lookups: int, seed: int = 2) -> Measu
         m.export_rows = sum(summary.total.by_status.values()) if summary.total.by_status else 0
         m.export_rab_lines = summary.rab_lines
         m.export_mb = target.stat().st_size / 1e6
+        # A new report's 10 site photos checked for reuse against every stored one, as progress.report does.
+        times = []
+        for _ in range(REUSE_CHECKS):
+            new = [f"{rng.getrandbits(64):016x}" for _ in range(REPORT_PHOTOS)]
+            async with sm() as s:
+                t0 = time.perf_counter()
+                first_by_hash: dict[str, object] = {}
+                for row in await progress_repo.photo_hashes(s, MEDIA_FOTO_PROGRES):
+                    first_by_hash.setdefault(row.phash, row)
+                for phash in new:
+                    evidence.closest_hash(phash, first_by_hash)
+                times.append(time.perf_counter() - t0)
+            m.reuse_hashes = len(first_by_hash)
+        m.reuse_checks = Latencies.of(times)
     finally:
         await engine.dispose()
     m.peak_rss_mb = peak_rss_mb()
@@ -323,7 +362,7 @@ async def run(db: str, n_proposals: int, n_reports: int, lookups: int, pg_url: s
                 raise SystemExit(f"measuring failed:\n{stderr.decode(errors='replace')[-4000:]}")
             data = json.loads(stdout.decode().strip().splitlines()[-1])
             result.measured = Measured(**{
-                k: (Latencies(**v) if k in ("lookups", "digests") and v else v) for k, v in data.items()
+                k: (Latencies(**v) if k in ("lookups", "digests", "reuse_checks") and v else v) for k, v in data.items()
             })  # fmt: skip
     return result
 
@@ -333,17 +372,19 @@ def summary(results: list[ScaleResult]) -> str:
     for r in results:
         g, m = r.generated, r.measured
         rows.append([
-            r.db, g.proposals, g.rab_lines, g.reports, f"{r.db_mb:.0f}",
+            r.db, g.proposals, g.rab_lines, g.reports, g.photos, f"{r.db_mb:.0f}",
             m.lookups.count if m.lookups else 0, ms(m.lookups.p50) if m.lookups else "-",
             ms(m.lookups.p99) if m.lookups else "-",
             f"{m.digests.count if m.digests else 0} ({m.digest_count} non-empty)",
             ms(m.digests.p50) if m.digests else "-", ms(m.digests.max) if m.digests else "-",
-            f"{m.export_s:.1f}", m.export_rows, m.export_rab_lines, f"{m.export_mb:.1f}", f"{m.peak_rss_mb:.0f}",
+            f"{m.export_s:.1f}", m.export_rows, m.export_rab_lines, f"{m.export_mb:.1f}",
+            ms(m.reuse_checks.p50) if m.reuse_checks else "-", ms(m.reuse_checks.max) if m.reuse_checks else "-",
+            f"{m.peak_rss_mb:.0f}",
         ])  # fmt: skip
     return table(
-        ["db", "proposals", "RAB lines", "reports", "DB MB", "lookups", "lookup p50 ms", "lookup p99 ms",
-         "digests", "digest p50 ms", "digest max ms", "export s", "export proposals", "export RAB lines",
-         "XLSX MB", "peak RSS MB"],
+        ["db", "proposals", "RAB lines", "reports", "photo hashes", "DB MB", "lookups", "lookup p50 ms",
+         "lookup p99 ms", "digests", "digest p50 ms", "digest max ms", "export s", "export proposals",
+         "export RAB lines", "XLSX MB", "reuse check p50 ms", "reuse check max ms", "peak RSS MB"],
         rows,
     )  # fmt: skip
 
@@ -386,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             with args.json.open("a") as fh:
                 fh.write(json.dumps(asdict(r), default=str) + "\n")
     print("\nData scale (lookup = /cek by code: lookup + card; digest = one per officer; export = current year, "
-          "city-wide XLSX; peak RSS of the measuring process)")  # fmt: skip
+          "city-wide XLSX; reuse check = a 10-photo report against every stored photo hash; peak RSS of the "
+          "measuring process)")  # fmt: skip
     print(summary(results))
     return 0
 

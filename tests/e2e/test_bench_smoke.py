@@ -74,9 +74,10 @@ async def test_fanout_smoke():
 async def test_datascale_smoke():
     result = await datascale.run("sqlite", 1000, 5000, 100, None)
     g, m = result.generated, result.measured
-    assert (g.proposals, g.rab_lines, g.reports) == (1000, 3000, 5000)
+    assert (g.proposals, g.rab_lines, g.reports, g.photos) == (1000, 3000, 5000, 10_000)
     assert m.lookups is not None and m.lookups.count == 100 and m.lookups_found == 100
     assert m.digests is not None and m.digests.count == 19  # 15 kelurahan, 3 kecamatan, 1 city officers
     assert m.export_rows == 100 and m.export_rab_lines == 300 and m.export_mb > 0
+    assert m.reuse_checks is not None and m.reuse_checks.count == 20 and m.reuse_hashes == 10_000
     assert m.peak_rss_mb > 0
     assert "peak RSS MB" in datascale.summary([result])
