@@ -25,7 +25,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship, validates
 from sqlalchemy.types import TypeDecorator
 
 NAMING = {
@@ -553,10 +553,38 @@ class ProgressMedia(Base):
     exif_lat: Mapped[float | None] = mapped_column(Float)
     exif_lon: Mapped[float | None] = mapped_column(Float)
     phash: Mapped[str | None] = mapped_column(String(64))
+    # The 64-bit hash cut in four 16-bit bands, each indexed, so the reuse check reads only the
+    # stored photos that can be near a new one (see phash_bands); set whenever phash is.
+    phash_b0: Mapped[int | None] = mapped_column(Integer, index=True)
+    phash_b1: Mapped[int | None] = mapped_column(Integer, index=True)
+    phash_b2: Mapped[int | None] = mapped_column(Integer, index=True)
+    phash_b3: Mapped[int | None] = mapped_column(Integer, index=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     report: Mapped[ProgressReport] = relationship(back_populates="media")
     file: Mapped[Media] = relationship(lazy="joined")
+
+    @validates("phash")
+    def _set_bands(self, _key: str, value: str | None) -> str | None:
+        self.phash_b0, self.phash_b1, self.phash_b2, self.phash_b3 = phash_bands(value) or (None, None, None, None)
+        return value
+
+
+PHASH_BANDS = 4
+PHASH_BAND_BITS = 16
+
+
+def phash_bands(phash: str | None) -> tuple[int, int, int, int] | None:
+    """A 64-bit perceptual hash (16 hex digits) as four 16-bit integers, high bits first; None for
+    no hash or another length (such rows are always compared in full)."""
+    if not phash or len(phash) != 16:
+        return None
+    try:
+        value = int(phash, 16)
+    except ValueError:
+        return None
+    b0, b1, b2, b3 = (value >> (PHASH_BAND_BITS * (PHASH_BANDS - 1 - i)) & 0xFFFF for i in range(PHASH_BANDS))
+    return b0, b1, b2, b3
 
 
 class ProposalCompletion(Base):

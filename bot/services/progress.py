@@ -339,7 +339,8 @@ async def report(
     for kind, files in ((MEDIA_FOTO_PROGRES, photo_files), (MEDIA_NOTA, receipt_files)):
         if not files:
             continue
-        stored = await repo.photo_hashes(session, kind)
+        near = [f.phash for f in files if f.phash]
+        stored = await repo.photo_hashes(session, kind, near=near, distance=hash_distance)
         first_by_hash: dict[str, repo.StoredHash] = {}
         for row in stored:
             first_by_hash.setdefault(row.phash, row)
