@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     send_lease: int = 300
     # Reminders to Ketua RT and officers' morning digests (off: e.g. end-to-end tests on real time).
     scheduled_messages: bool = True
-    # Stored files nothing refers to (a cancelled report's photos, a deleted draft's) are deleted
+    # Stored files nothing refers to (a cancelled report's photos, a photo removed from a draft) are deleted
     # after this many days (bot/services/media_gc.py); 0 keeps them for ever.
     media_orphan_days: int = 30
     # Several instances (bot/leader.py): this instance's name in logs and pg_stat_activity, and how
