@@ -18,7 +18,7 @@ from fakeapi.media import make_scene_jpeg
 from handlers.common import short_day
 from storage.models import AuditLog, ProgressReport, Proposal, ProposalCompletion
 from tests.e2e.conftest import t
-from tests.e2e.test_progress_report import APPROVED, NEAR, SITE, approved
+from tests.e2e.test_progress_report import APPROVED, NEAR, SITE, approval_seen, approved
 from tests.e2e.test_review import seed, start_chat
 
 pytestmark = pytest.mark.e2e
@@ -76,6 +76,7 @@ async def test_approval_to_selesai_with_flags_and_more_evidence(db_url, tg, laun
     await start_chat(officer, head)
     w = await seed(db, db_url, tmp_path, officer, head)
     p = await approved(db, tg, w, officer, "Semenisasi gang Mawar")
+    await approval_seen(head, p)  # so that no "✅ … PRL-…" below is the approval arriving late
     first_photo = photo(31)
 
     # Report 1: 40 %, two good photos, Rp 1.500.000 with a receipt → verified.

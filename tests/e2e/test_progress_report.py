@@ -29,6 +29,19 @@ NEAR = (SITE[0] + 0.0004, SITE[1] + 0.0003)  # ~55 m away
 APPROVED = "Rp 4.750.000"  # submitted()'s RAB: 50 sak × 65.000 + 10 hari × 150.000
 
 
+# The approval notice the Ketua RT gets from the outbox, at a moment of its own: tests wait for it
+# before the /progres dialog, whose intro also names the proposal's code and title.
+GOOD_NEWS = t("✅ Good news! Your proposal <b>{code}</b> ({title}, {amount}) has been approved by the kelurahan.")
+
+
+def intro_of(p: Proposal) -> str:
+    return t("📈 Progress report for <b>{code}</b> · {title}").format(code=p.code, title=p.title)
+
+
+async def approval_seen(head, p: Proposal) -> None:
+    await head.wait_message([GOOD_NEWS.split("{")[0], p.code], timeout=20)
+
+
 def now_wita() -> dt.datetime:
     return dt.datetime.now(evidence.WITA).replace(tzinfo=None, microsecond=0)
 
@@ -78,10 +91,11 @@ async def test_full_report_with_album_location_and_receipt(db_url, tg, launch, d
         reg = await registration.submit(s, neighbour.id, "Sari Lestari", "+6281200000006", rt6.id, (ADMIN_ID,))
         await registration.decide(s, officer.id, roles, reg.id, True, None)
     theirs = await approved(db, tg, World(db_url, rt6.id, neighbour.id, w.store), officer, "Pos ronda RT 06")
+    await approval_seen(head, p)
 
     # Forged and refused start buttons, in the middle of a report: the dialog stays where it was.
     await head.send("/progres")
-    await head.wait_message([p.code, "Semenisasi gang Mawar"])
+    await head.wait_message(intro_of(p))
     await head.press("75%")
     await head.wait_message("📎")
     answer = await head.press(data=ProgCb(action="start", id=theirs.id).pack())  # another RT's proposal
@@ -108,7 +122,7 @@ async def test_full_report_with_album_location_and_receipt(db_url, tg, launch, d
     # The start button of their own proposal (as on the proposal card) begins a report.
     answer = await head.press(data=ProgCb(action="start", id=p.id).pack())
     assert not answer.show_alert
-    intro = await head.wait_message([p.code, "Semenisasi gang Mawar"])
+    intro = await head.wait_message(intro_of(p))
     assert APPROVED in intro.text and t("No report yet: this is the first one.") in intro.text
     question = await head.wait_message(predicate=lambda m: "50%" in m.button_texts)
     assert {"0%", "25%", "75%", "100%", t("⬅️ Back"), t("✖️ Cancel")} <= set(question.button_texts)
