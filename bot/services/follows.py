@@ -91,7 +91,6 @@ NOTICE_EVENT = "follow.event"
 # bot/services/escalations.py, aspiration answers by bot/services/aspirations.py, vote polls by
 # bot/services/votes.py (never so late that the vote closes first).
 QUIET_HELD_KINDS = (NOTICE_EVENT, "escalation.officer", "aspiration.decided")
-VOTE_KINDS = ("vote.intro", "vote.poll")
 NOTICE_WEEKLY = "follow.weekly"
 WEEKLY_MAX_EVENTS = 200  # events kept in one pending summary (a summary shows far fewer)
 
@@ -302,6 +301,8 @@ async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -
     rescheduled to the new window (sent at once when it no longer covers now, or when a vote would
     close too soon after it)."""
     from bot.services import votes  # votes uses this module
+
+    vote_kinds = (votes.NOTICE_INTRO, votes.NOTICE_POLL)
     for value in (start, end):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < rules.DAY:
             raise ValueError(f"minute of the day out of range: {value!r}")
@@ -315,7 +316,7 @@ async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -
             select(Outbox)
             .where(
                 Outbox.chat_id == user_id,
-                or_(Outbox.kind.in_((*QUIET_HELD_KINDS, *VOTE_KINDS)), Outbox.kind.like("reminder.%")),
+                or_(Outbox.kind.in_((*QUIET_HELD_KINDS, *vote_kinds)), Outbox.kind.like("reminder.%")),
                 Outbox.status == OUTBOX_PENDING,
                 Outbox.attempts == 0,  # held for quiet hours, not waiting to be retried
             )
@@ -326,7 +327,7 @@ async def set_quiet(session: AsyncSession, user_id: int, start: int, end: int) -
     closing: dict[int, dt.datetime] = {}
     for row in held:
         row.next_attempt_at = due
-        if row.kind in VOTE_KINDS:  # never so late that the vote closes before they can answer
+        if row.kind in vote_kinds:  # never so late that the vote closes before they can answer
             vote_id = (row.payload or {}).get("vote_id")
             if vote_id not in closing:
                 closing[vote_id] = await session.scalar(

@@ -105,7 +105,8 @@ async def test_vote_polls_respect_quiet_hours_closing_and_notices_off(sessionmak
 async def vote_rows(sessionmaker, user_id: int) -> dict[tuple[str, int], dt.datetime]:
     """(kind, vote id) → when each vote notice to the user is due."""
     async with sessionmaker() as s:
-        rows = (await s.scalars(select(Outbox).where(Outbox.kind.in_(follows.VOTE_KINDS), Outbox.chat_id == user_id)))
+        kinds = (votes.NOTICE_INTRO, votes.NOTICE_POLL)
+        rows = await s.scalars(select(Outbox).where(Outbox.kind.in_(kinds), Outbox.chat_id == user_id))
         return {(r.kind, r.payload["vote_id"]): r.next_attempt_at for r in rows.all()}
 
 
@@ -130,6 +131,6 @@ async def test_changing_quiet_hours_moves_a_held_poll_but_not_past_closing(sessi
     async with sessionmaker() as s:
         await follows.set_quiet(s, DEFAULT, (minute - 60) % 1440, (minute + 180) % 1440)
     moved = await vote_rows(sessionmaker, DEFAULT)
-    for kind in follows.VOTE_KINDS:
+    for kind in (votes.NOTICE_INTRO, votes.NOTICE_POLL):
         assert moved[(kind, short.id)] <= utcnow()
         assert moved[(kind, long.id)] > now + dt.timedelta(hours=2, minutes=55)
