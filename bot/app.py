@@ -29,11 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from bot import metrics
 from bot.config import Settings
 from bot.debounce import Debouncer
+from bot.domain.delivery import SendLimiter
 from bot.i18n import LANGUAGES, build_i18n
 from bot.leader import Leadership
 from bot.middlewares.context import HandlerTraceMiddleware, UpdateContextMiddleware
 from bot.middlewares.i18n import UserLocaleMiddleware
-from bot.middlewares.requests import KeepResponseTypes, StaleCallbackAnswer
+from bot.middlewares.requests import FloodControl, KeepResponseTypes, StaleCallbackAnswer, flood_limiter
 from bot.notifier import OutboxSender
 from bot.polling import SafePoller
 from bot.services import programs
@@ -42,7 +43,7 @@ from bot.services.wilayah import ensure_sample_wilayah
 from bot.web import Health, WebhookHandler, WebServer, database_checks, redis_check
 from bot.web import build_app as build_web_app
 from storage import handled
-from storage.db import begin_write, create_engine, create_sessionmaker
+from storage.db import begin_write, create_engine, create_sessionmaker, is_sqlite
 from storage.fsm import DeferredStorage, SQLStorage
 from storage.migrate import SchemaAhead, upgrade
 
@@ -60,6 +61,8 @@ def build_bot(settings: Settings) -> Bot:
     )
     bot.session.middleware(KeepResponseTypes())  # parse answers without rebuilding their model
     bot.session.middleware(StaleCallbackAnswer())  # a retried update's button press was answered already
+    # Replies wait out Telegram's 429s instead of failing; the outbox sender shares the limiter.
+    bot.session.middleware(FloodControl(SendLimiter(settings.send_rate)))
     return bot
 
 
@@ -255,6 +258,9 @@ class BackgroundServices:
         self.sender = OutboxSender(
             self.bot, self.sessionmaker, self.i18n, settings.admin_ids,
             rate=settings.send_rate, concurrency=settings.send_concurrency, lease=settings.send_lease,
+            limiter=flood_limiter(self.bot), instance_id=settings.instance_id,
+            # SQLite runs one instance: rows another sender left half-sent belong to a dead process.
+            takeover_grace=0.0 if is_sqlite(settings.database_url) else None,
         )  # fmt: skip
         self._progress = BroadcastProgress(self.bot, self.sessionmaker, self.i18n, self.sender)
         self._scheduler = build_scheduler(settings, self.sessionmaker, SystemClock())

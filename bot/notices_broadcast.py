@@ -19,6 +19,7 @@ from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.domain.text import escape_html
+from bot.middlewares.requests import paced_elsewhere
 from bot.notices import Notice, renderer
 from bot.services import broadcast as broadcasts
 from bot.unavailable import OutageLog
@@ -124,9 +125,10 @@ class BroadcastProgress:
             return True
         await self.sender.acquire(item.progress_chat_id)
         try:
-            await self.bot.edit_message_text(
-                text=text, chat_id=item.progress_chat_id, message_id=item.progress_message_id
-            )
+            with paced_elsewhere():
+                await self.bot.edit_message_text(
+                    text=text, chat_id=item.progress_chat_id, message_id=item.progress_message_id
+                )
         except TelegramRetryAfter as exc:
             self.sender.limiter.pause_chat(item.progress_chat_id, exc.retry_after)
             return False

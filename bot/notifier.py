@@ -7,9 +7,15 @@ Guarantees:
   LOCKED`` on PostgreSQL and SQLite's write lock, so two bot instances take disjoint rows; it is
   marked ``sent`` in the transaction right after Telegram's answer.
 * **Resumes after a restart**: rows are given back (``pending``) when the sender stops or must wait
-  out a long pause; a row left in ``sending`` by a crash is claimed again once its lease has
-  expired (``SEND_LEASE``). That is the only way a message can go out twice, and only if the crash
-  fell between Telegram accepting it and our commit (milliseconds; Telegram has no idempotency key).
+  out a long pause. Each claim names its sender (``claimed_by``: instance id and a token of this
+  start). A sender that starts (a restart, or a new leader) takes back the rows another sender
+  left in ``sending``: at once on SQLite, where only one instance runs, so their sender is dead;
+  on PostgreSQL once that sender could no longer be sending them (``takeover_grace``: the
+  limiter's wait plus a request's timeout after the claim), in case it is a deposed leader still
+  finishing. Any other row left in ``sending`` is claimed again when its lease (``SEND_LEASE``)
+  expires. A row claimed by a crashed sender is the only way a message can go out twice, and only
+  if the crash fell between Telegram accepting it and our commit (Telegram has no idempotency
+  key).
 * **Telegram's limits**: a global token bucket (``SEND_RATE``/s) and per-chat spacing (1/s, bursts
   of 3), ``SEND_CONCURRENCY`` requests in flight. A 429 pauses that chat (when we were writing to it
   in quick succession) or everything, for ``retry_after``; 429s are counted in the log.
@@ -36,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -54,6 +61,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot import metrics, notices
 from bot.domain.delivery import SendLimiter, backoff
+from bot.middlewares.requests import paced_elsewhere
 from bot.services import outbox as outbox_service
 from bot.unavailable import OutageLog, is_unavailable
 from storage.db import begin_write
@@ -95,6 +103,8 @@ class OutboxSender:
         concurrency: int = 8,
         lease: float = 300.0,
         limiter: SendLimiter | None = None,
+        instance_id: str = "",
+        takeover_grace: float | None = None,
     ) -> None:
         self.bot = bot
         self.sessionmaker = sessionmaker
@@ -104,6 +114,10 @@ class OutboxSender:
         self.limiter = limiter or SendLimiter(rate)
         self.concurrency = concurrency
         self.lease = dt.timedelta(seconds=lease)
+        self.claim_token = f"{instance_id or 'sender'}/{secrets.token_hex(4)}"[-96:]
+        if takeover_grace is None:  # a deposed sender's last request ends within its timeout
+            takeover_grace = RELEASE_AFTER + float(getattr(getattr(bot, "session", None), "timeout", 60.0)) + 5.0
+        self.takeover_grace = dt.timedelta(seconds=max(0.0, takeover_grace))
         self.batch = max(BATCH, int(rate))  # about a second's worth of messages per pass
         self.stats: Counter[str] = Counter()
         self._wake = asyncio.Event()
@@ -135,8 +149,44 @@ class OutboxSender:
                 return
             await asyncio.sleep(min(wait, 1.0))
 
+    async def recover(self) -> int:
+        """Take back the rows that another sender (a crashed process, a deposed leader) left in
+        ``sending``: they are due again once that sender cannot be sending them any more
+        (``takeover_grace`` after their claim), not only when their lease ends. Returns how many."""
+        now = utcnow()
+        async with self.sessionmaker() as session:
+            await begin_write(session)
+            rows = (
+                await session.scalars(
+                    select(Outbox)
+                    .where(
+                        Outbox.status == OUTBOX_SENDING,
+                        or_(Outbox.claimed_by.is_(None), Outbox.claimed_by != self.claim_token),
+                    )
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                until = min(_aware(row.next_attempt_at) + self.takeover_grace, now + self.lease)
+                if row.claimed_until is None or _aware(row.claimed_until) > until:
+                    row.claimed_until = until
+            await session.commit()
+        if rows:
+            log.warning(
+                "%d notice(s) were being sent by a sender that stopped (%s); they go out again %s "
+                "(delivery unknown: one may arrive twice)",
+                len(rows), ", ".join(sorted({r.claimed_by or "?" for r in rows})),
+                "now" if not self.takeover_grace else f"{self.takeover_grace.total_seconds():.0f} s after their claim",
+            )  # fmt: skip
+        return len(rows)
+
     async def run(self) -> None:
         try:
+            try:
+                await self.recover()
+            except Exception as exc:  # the database is away: their leases bring the rows back
+                if not self._outage.failed(exc):
+                    log.exception("could not take back the rows of a stopped sender")
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
@@ -188,6 +238,7 @@ class OutboxSender:
                 row.attempts += 1
                 row.next_attempt_at = now
                 row.claimed_until = now + self.lease
+                row.claimed_by = self.claim_token
             await session.commit()
             return rows
 
@@ -278,10 +329,11 @@ class OutboxSender:
             if not await self._slot(row):
                 return
             try:
-                if deliver is not None:
-                    sent: Any = await deliver(self.bot, row.chat_id)
-                else:
-                    sent = await self.bot.send_message(row.chat_id, notice.text, reply_markup=notice.reply_markup)
+                with paced_elsewhere():  # paced here (and its 429s handled here), not by FloodControl
+                    if deliver is not None:
+                        sent: Any = await deliver(self.bot, row.chat_id)
+                    else:
+                        sent = await self.bot.send_message(row.chat_id, notice.text, reply_markup=notice.reply_markup)
                 break
             except TelegramRetryAfter as exc:
                 # Paused as Telegram asks; a short pause is waited out here (next _slot), a long
@@ -398,7 +450,9 @@ class OutboxSender:
                     await session.rollback()
                     await begin_write(session)
                     error = f"record: {exc!r}"
-            values: dict[str, object] = {"status": status, "last_error": error, "claimed_until": None}
+            values: dict[str, object] = {
+                "status": status, "last_error": error, "claimed_until": None, "claimed_by": None,
+            }  # fmt: skip
             if status == OUTBOX_SENT:
                 values["sent_at"] = utcnow()
             if status == OUTBOX_PENDING:

@@ -96,7 +96,9 @@ class Fault:
     delay: float = 0.0
     drop_connection: bool = False
     bot_id: int | None = None
+    every: int = 1  # only every N-th matching call is hit (10 -> 10 % of them); the others pass
     hits: int = 0
+    seen: int = 0
 
     def error(self) -> ApiError | None:
         if self.error_code is None:
@@ -126,7 +128,10 @@ class FaultInjector:
         delay: float = 0.0,
         drop_connection: bool = False,
         bot_id: int | None = None,
+        every: int = 1,
     ) -> Fault:
+        if every < 1:
+            raise ValueError("every must be at least 1")
         fault = Fault(
             method.lower() if method else None,
             times,
@@ -136,6 +141,7 @@ class FaultInjector:
             delay,
             drop_connection,
             bot_id,
+            every,
         )
         self.faults.append(fault)
         return fault
@@ -153,6 +159,9 @@ class FaultInjector:
             if fault.method is not None and fault.method != lower:
                 continue
             if fault.bot_id is not None and fault.bot_id != bot_id:
+                continue
+            fault.seen += 1
+            if fault.seen % fault.every:
                 continue
             fault.hits += 1
             if fault.times is not None:

@@ -1055,9 +1055,11 @@ class FakeTelegram:
         retry_after: int | None = None,
         times: int | None = 1,
         delay: float = 0.0,
+        every: int = 1,
         bot: BotRef = None,
     ) -> Fault:
-        """Make the next ``times`` calls of ``method`` (None = any) fail with ``error_code``."""
+        """Make the next ``times`` calls of ``method`` (None = any) fail with ``error_code``; with
+        ``every=10`` only every tenth matching call fails (10 % of them), the others are answered."""
         return self.server.faults.add(
             method,
             times=times,
@@ -1066,6 +1068,7 @@ class FakeTelegram:
             retry_after=retry_after,
             delay=delay,
             bot_id=self.bot(bot).id if bot is not None else None,
+            every=every,
         )
 
     def delay(

@@ -313,6 +313,9 @@ class Outbox(Base):
     # status "sending": the sender that claimed the row holds it until then (a lease); past it, a
     # crashed sender's row is claimed again.
     claimed_until: Mapped[dt.datetime | None] = mapped_column()
+    # status "sending": which sender (instance id and a per-start token) holds the claim; a sender
+    # starting after a crash recognises the dead one's rows by it (bot/notifier.py, recover()).
+    claimed_by: Mapped[str | None] = mapped_column(String(96))
     broadcast_id: Mapped[int | None] = mapped_column(Integer)  # kind "broadcast": its Broadcast
 
 

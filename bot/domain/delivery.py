@@ -100,6 +100,18 @@ class SendLimiter:
         chat.tokens -= 1
         return 0.0
 
+    def note_sent(self, chat_id: int | None, cost: int = 1) -> None:
+        """A message went out outside the delivery engine (a handler's reply to a user): it counts
+        against the same limits, so the queue of notices slows down while people are being answered.
+        The buckets may go into debt (at most one burst), never block the reply itself."""
+        now = self.clock()
+        self._global.refill(now)
+        self._global.tokens = max(-self._global.burst, self._global.tokens - cost)
+        if chat_id is not None:
+            chat = self._chat(chat_id, now)
+            chat.refill(now)
+            chat.tokens = max(-chat.burst, chat.tokens - cost)
+
     def recently_sent(self, chat_id: int) -> bool:
         """Whether this chat had another message (besides the one just sent) within about the
         last second: its bucket is more than one token below full."""
@@ -116,10 +128,10 @@ class SendLimiter:
     def pause_all(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, self.clock() + seconds)
 
-    def on_retry_after(self, chat_id: int, seconds: float) -> str:
+    def on_retry_after(self, chat_id: int | None, seconds: float) -> str:
         """Telegram answered 429 for ``chat_id``: pause that chat if we were writing to it in quick
         succession (its own limit), else everything (the bot's overall limit). Returns which."""
-        if self.recently_sent(chat_id):
+        if chat_id is not None and self.recently_sent(chat_id):
             self.pause_chat(chat_id, seconds)
             return "chat"
         self.pause_all(seconds)
