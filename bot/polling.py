@@ -30,6 +30,9 @@ INFLIGHT_REPOLL_SECONDS = 0.02
 MAX_INFLIGHT = 100  # Telegram returns at most 100 updates per call
 OUTAGE_RETRY_MIN = 1.0  # seconds before an update that met a database/Redis outage is tried again
 OUTAGE_RETRY_MAX = 30.0
+# On stop, how long a poll made with timeout 0 (answered at once by Telegram) may take to come back
+# before it is cancelled: its answer tells whether Telegram has the offset it carried.
+SHORT_POLL_GRACE = 2.0
 
 
 class RawGetUpdates(GetUpdates):
@@ -68,6 +71,10 @@ class SafePoller:
         self._tails: dict[int, asyncio.Task[None]] = {}
         self._max_seen: int | None = None
         self._unconfirmed: set[int] = set()  # not handled because of an outage while stopping
+        # The offset carried by the last getUpdates Telegram answered: Telegram forgets every update
+        # below it as soon as it *receives* the request (telegram-bot-api, do_get_updates), so this
+        # is what the server is known to have confirmed.
+        self._acked: int | None = None
 
     def stop(self) -> None:
         self._stop.set()
@@ -79,18 +86,38 @@ class SafePoller:
         return None if self._max_seen is None else self._max_seen + 1
 
     async def run(self) -> None:
+        """Poll until :meth:`stop`, then :meth:`drain`.
+
+        Shutting down without a ``409 Conflict``: Telegram keeps a long poll open until its timeout,
+        an update, or a newer getUpdates (which it answers ``409 terminated by other getUpdates
+        request``) — closing the connection does not end it on the server (telegram-bot-api does not
+        watch for the client going away), so "wait until the server has let go" would mean waiting up
+        to ``timeout`` seconds. And a getUpdates with the offset of the previous one, sent within 3 s
+        of it with a timeout under 3, is made a 3-second long poll by the server, which is what
+        terminated the long poll cancelled at stop (409) and held the shutdown 3 s. So a long poll is
+        only ever made with an offset Telegram has already answered (a new offset goes out first in a
+        poll with timeout 0, answered at once): a long poll cancelled at stop then confirms nothing
+        new, and :meth:`drain` sends a confirming call only for an offset Telegram does not have yet
+        — never the cancelled poll's — so nothing terminates it (it ends by its timeout, unread).
+        """
         backoff = Backoff(BackoffConfig(min_delay=1.0, max_delay=30.0, factor=1.5, jitter=0.1))
         while not self._stop.is_set():
             if len(self._inflight) >= MAX_INFLIGHT:
                 await self._wait_inflight(None)
                 continue
-            timeout = 0 if self._inflight else self.timeout
-            method = RawGetUpdates(offset=self.offset, timeout=timeout, allowed_updates=self.allowed_updates)
+            offset = self.offset
+            timeout = 0 if self._inflight or offset != self._acked else self.timeout
+            method = RawGetUpdates(offset=offset, timeout=timeout, allowed_updates=self.allowed_updates)
             poll = asyncio.ensure_future(self.bot(method, request_timeout=timeout + 30))
             stop = asyncio.ensure_future(self._stop.wait())
             done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
             if poll not in done:
-                poll.cancel()
+                if timeout == 0:  # answered at once: wait for it, so its offset counts as confirmed
+                    await asyncio.wait({poll}, timeout=SHORT_POLL_GRACE)
+                if poll.done() and not poll.cancelled() and poll.exception() is None:
+                    self._acked = offset  # its updates are not dispatched: they come again next start
+                else:
+                    poll.cancel()
                 break
             stop.cancel()
             try:
@@ -100,6 +127,7 @@ class SafePoller:
                 await backoff.asleep()
                 continue
             backoff.reset()
+            self._acked = offset
             fresh = self._dispatch(updates)
             if self._inflight and not fresh:
                 await self._wait_inflight(INFLIGHT_REPOLL_SECONDS)
@@ -169,8 +197,11 @@ class SafePoller:
             log.info("finishing %d in-flight update(s)", len(self._inflight))
             await asyncio.wait(set(self._inflight.values()), timeout=grace)
         offset = self.offset
-        if offset is not None:
+        # Only an offset Telegram does not have yet: it differs from the last poll's, so the server
+        # answers at once and leaves a cancelled long poll alone (see run()).
+        if offset is not None and offset != self._acked:
             try:
                 await self.bot(GetUpdates(offset=offset, timeout=0, limit=1, allowed_updates=self.allowed_updates))
+                self._acked = offset
             except Exception as exc:
                 log.warning("could not confirm handled updates on shutdown: %s", exc)
