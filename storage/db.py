@@ -80,7 +80,38 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if _WRITE_INTENT.get() else "BEGIN")
 
 
+class QueryCount:
+    """Statements sent to the database by one unit of work (an update), for the log and the tests."""
+
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = 0
+
+
+_QUERIES: contextvars.ContextVar[QueryCount | None] = contextvars.ContextVar("prolita_queries", default=None)
+
+
+def count_queries() -> QueryCount:
+    """Count the statements this task (and what it awaits) sends from now on: ``counter.n``."""
+    counter = QueryCount()
+    _QUERIES.set(counter)
+    return counter
+
+
+def _count_statement(*_args: Any) -> None:
+    counter = _QUERIES.get()
+    if counter is not None:
+        counter.n += 1
+
+
 def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    engine = _create_engine(url, **kwargs)
+    event.listen(engine.sync_engine, "before_cursor_execute", _count_statement)
+    return engine
+
+
+def _create_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if is_sqlite(url):
         db = make_url(url).database
         if db and db != ":memory:":

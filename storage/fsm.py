@@ -81,6 +81,24 @@ def _check_dict(data: Any) -> None:
         raise DataNotDictLikeError(f"Data must be a dict or dict-like object, got {type(data).__name__}")
 
 
+class _Entry:
+    """One key's dialog state and data in an update, and what the database holds (``saved_*``)."""
+
+    __slots__ = ("data", "saved_data", "saved_state", "state")
+
+    def __init__(self, state: str | None, data: dict[str, Any]) -> None:
+        self.state, self.data = state, data
+        self.saved_state, self.saved_data = state, _json_copy(data)
+
+    @property
+    def dirty(self) -> bool:
+        # Compared with what is stored, so setting a value back (or to what it was) writes nothing.
+        return self.state != self.saved_state or self.data != self.saved_data
+
+    def saved(self) -> None:
+        self.saved_state, self.saved_data = self.state, _json_copy(self.data)
+
+
 class FSMBuffer:
     """Write-back cache of one update's FSM changes, committed with the update's own effects.
 
@@ -92,7 +110,7 @@ class FSMBuffer:
     """
 
     def __init__(self, session: AsyncSession | None = None) -> None:
-        self.entries: dict[str, list[Any]] = {}  # key -> [state, data, dirty]
+        self.entries: dict[str, _Entry] = {}
         # The update's own session: states are read through it, so an update never holds a second
         # pooled connection while keeping its first (under a surge that exhausted the pool and
         # every update waited for a connection held by another waiting update).
@@ -100,16 +118,25 @@ class FSMBuffer:
 
     @property
     def dirty(self) -> bool:
-        return any(e[2] for e in self.entries.values())
+        return any(e.dirty for e in self.entries.values())
 
 
 _BUFFER: contextvars.ContextVar[FSMBuffer | None] = contextvars.ContextVar("prolita_fsm_buffer", default=None)
+# What aiogram's FSM middleware read (state and data in one query) before the update's scope opened;
+# the scope takes it over, so the dialog is read once per update.
+_PREFETCH: contextvars.ContextVar[dict[str, _Entry] | None] = contextvars.ContextVar(
+    "prolita_fsm_prefetch", default=None
+)
 
 
 @contextlib.contextmanager
 def update_scope(session: AsyncSession) -> Iterator[FSMBuffer]:
     """Buffer FSM writes of the current update and commit them with ``session``."""
     buffer = FSMBuffer(session)
+    prefetched = _PREFETCH.get()
+    if prefetched:
+        buffer.entries.update(prefetched)
+        _PREFETCH.set(None)
     token = _BUFFER.set(buffer)
     session.info["fsm_buffer"] = buffer
     try:
@@ -119,24 +146,38 @@ def update_scope(session: AsyncSession) -> Iterator[FSMBuffer]:
         session.info.pop("fsm_buffer", None)
 
 
+def _upsert(session: Session) -> Any:
+    name = session.get_bind().dialect.name
+    if name == "postgresql":
+        return postgresql.insert(_TABLE)
+    if name == "sqlite":
+        return sqlite.insert(_TABLE)
+    raise NotImplementedError(f"SQLStorage supports SQLite and PostgreSQL, not {name}")
+
+
 def flush_into(session: Session) -> bool:
-    """Apply buffered FSM changes to a sync ``session`` inside its commit; True if anything changed."""
+    """Apply buffered FSM changes to a sync ``session`` inside its commit; True if anything changed.
+
+    One statement per changed key: ``INSERT … ON CONFLICT DO UPDATE`` (no read first), or a
+    ``DELETE`` when the dialog ended with no data left."""
     buffer: FSMBuffer | None = session.info.get("fsm_buffer")
     if buffer is None or not buffer.dirty:
         return False
     for key, entry in buffer.entries.items():
-        state, data, dirty = entry
-        if not dirty:
+        if not entry.dirty:
             continue
-        row = session.get(FSMRecord, key, populate_existing=True)
-        if state is None and not data:
-            if row is not None:
-                session.delete(row)
-        elif row is None:
-            session.add(FSMRecord(key=key, state=state, data=data, updated_at=utcnow()))
+        if entry.state is None and not entry.data:
+            session.execute(delete(_TABLE).where(_TABLE.c.key == key))
         else:
-            row.state, row.data, row.updated_at = state, data, utcnow()
-        entry[2] = False
+            ins = _upsert(session).values(key=key, state=entry.state, data=entry.data, updated_at=utcnow())
+            excluded = ins.excluded
+            session.execute(
+                ins.on_conflict_do_update(
+                    index_elements=[_TABLE.c.key],
+                    set_={"state": excluded.state, "data": excluded.data, "updated_at": excluded.updated_at},
+                )
+            )
+        entry.saved()
     return True
 
 
@@ -171,7 +212,7 @@ class SQLStorage(BaseStorage):
 
     # --- state -------------------------------------------------------------------------------------
 
-    async def _entry(self, buffer: FSMBuffer, k: str) -> list[Any]:
+    async def _entry(self, buffer: FSMBuffer, k: str) -> _Entry:
         entry = buffer.entries.get(k)
         if entry is None:
             query = select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == k)
@@ -180,7 +221,7 @@ class SQLStorage(BaseStorage):
             else:
                 async with self.sessionmaker() as s:
                     row = (await s.execute(query)).first()
-            entry = [row.state, dict(row.data or {}), False] if row else [None, {}, False]
+            entry = _Entry(row.state, dict(row.data or {})) if row else _Entry(None, {})
             buffer.entries[k] = entry
         return entry
 
@@ -188,8 +229,7 @@ class SQLStorage(BaseStorage):
         k = self._key(key)
         value = _state_str(state)
         if (buffer := _BUFFER.get()) is not None:
-            entry = await self._entry(buffer, k)
-            entry[0], entry[2] = value, True
+            (await self._entry(buffer, k)).state = value
             return
         async with self.sessionmaker() as s:
             await begin_write(s)
@@ -213,10 +253,20 @@ class SQLStorage(BaseStorage):
             await s.commit()
 
     async def get_state(self, key: StorageKey) -> str | None:
+        k = self._key(key)
         if (buffer := _BUFFER.get()) is not None:
-            return (await self._entry(buffer, self._key(key)))[0]
+            return (await self._entry(buffer, k)).state
+        # Outside an update's scope: aiogram's FSM middleware, just before the scope opens. State and
+        # data are read together and handed to the scope (one query per update instead of two).
         async with self.sessionmaker() as s:
-            return await s.scalar(select(_TABLE.c.state).where(_TABLE.c.key == self._key(key)))
+            row = (await s.execute(select(_TABLE.c.state, _TABLE.c.data).where(_TABLE.c.key == k))).first()
+        entry = _Entry(row.state, dict(row.data or {})) if row else _Entry(None, {})
+        prefetched = _PREFETCH.get()
+        if prefetched is None:
+            prefetched = {}
+            _PREFETCH.set(prefetched)
+        prefetched[k] = entry
+        return entry.state
 
     # --- data --------------------------------------------------------------------------------------
 
@@ -225,8 +275,7 @@ class SQLStorage(BaseStorage):
         value = _json_copy(data)
         k = self._key(key)
         if (buffer := _BUFFER.get()) is not None:
-            entry = await self._entry(buffer, k)
-            entry[1], entry[2] = value, True
+            (await self._entry(buffer, k)).data = value
             return
         async with self.sessionmaker() as s:
             await begin_write(s)
@@ -253,7 +302,7 @@ class SQLStorage(BaseStorage):
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
         if (buffer := _BUFFER.get()) is not None:
-            return _json_copy((await self._entry(buffer, self._key(key)))[1])
+            return _json_copy((await self._entry(buffer, self._key(key))).data)
         async with self.sessionmaker() as s:
             data = await s.scalar(select(_TABLE.c.data).where(_TABLE.c.key == self._key(key)))
         return dict(data) if data else {}  # freshly decoded from the row: callers own it
@@ -264,9 +313,8 @@ class SQLStorage(BaseStorage):
         k = self._key(key)
         if (buffer := _BUFFER.get()) is not None:
             entry = await self._entry(buffer, k)
-            entry[1] = {**entry[1], **patch}
-            entry[2] = True
-            return _json_copy(entry[1])
+            entry.data = {**entry.data, **patch}
+            return _json_copy(entry.data)
         async with self.sessionmaker() as s:
             await begin_write(s)
             # Create-or-lock in one statement: a no-op ON CONFLICT update takes the row lock on

@@ -17,7 +17,7 @@ from bot import metrics
 from bot.config import Settings
 from bot.services import users
 from storage import fsm, handled
-from storage.db import begin_write
+from storage.db import begin_write, count_queries
 
 log = logging.getLogger("prolita.updates")
 
@@ -38,17 +38,21 @@ class UpdateContextMiddleware(BaseMiddleware):
         data["trace"] = trace
         tg_user = data.get("event_from_user")
         outcome = "ok"
+        queries = count_queries()
         try:
             async with self.sessionmaker() as session:
-                if await handled.is_handled(session, event.update_id):
-                    outcome = "duplicate"
-                    return UNHANDLED
                 user = roles = None
                 if tg_user is not None and not tg_user.is_bot:
-                    user = await users.ensure_user(
-                        session, tg_user.id, tg_user.first_name, tg_user.last_name, tg_user.username
-                    )
-                    roles = await users.load_roles(session, tg_user.id, self.settings.admin_ids)
+                    context = await users.load_for_update(
+                        session, event.update_id, tg_user.id, tg_user.first_name, tg_user.last_name,
+                        tg_user.username, self.settings.admin_ids,
+                    )  # fmt: skip
+                    already, user, roles = context.handled, context.user, context.roles
+                else:
+                    already = await handled.is_handled(session, event.update_id)
+                if already:
+                    outcome = "duplicate"
+                    return UNHANDLED
                 handled.track(session, event.update_id)
                 data["session"] = session
                 data["user"] = user
@@ -77,13 +81,14 @@ class UpdateContextMiddleware(BaseMiddleware):
             elapsed = time.perf_counter() - started
             metrics.observe_update(trace["handler"], outcome, elapsed)
             log.info(
-                "update=%s user=%s type=%s handler=%s outcome=%s ms=%.1f",
+                "update=%s user=%s type=%s handler=%s outcome=%s ms=%.1f q=%d",
                 event.update_id,
                 tg_user.id if tg_user else "-",
                 event.event_type,
                 trace["handler"],
                 outcome,
                 elapsed * 1000,
+                queries.n,
             )
 
 

@@ -4,6 +4,7 @@ year is needed. Later edits by admins change only that year's row, never past ye
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -23,13 +24,58 @@ DEFAULT_CATEGORIES: tuple[tuple[str, str, bool, int | None, int | None], ...] = 
 )
 
 
+# A programme changes a few times a year (``program set``), and nearly every wizard step reads it
+# (name, ceiling, categories): it is kept in memory this long. A change made in this process applies
+# at once; one made by another process (the CLI, another instance) within this many seconds.
+CACHE_SECONDS = 30.0
+_cache: dict[tuple[str, str, int], tuple[float, Program]] = {}
+
+
+def _db(session: AsyncSession) -> str:
+    return str(session.bind.url) if session.bind is not None else ""
+
+
+async def _from_cache(session: AsyncSession, key: tuple[str, int]) -> Program | None:
+    hit = _cache.get((_db(session), *key))
+    if hit is None or hit[0] < time.monotonic():
+        return None
+    # A copy in this session (with its categories), made without a query.
+    return await session.merge(hit[1], load=False)
+
+
+def _remember(session: AsyncSession, program: Program) -> None:
+    expires = time.monotonic() + CACHE_SECONDS
+    db = _db(session)
+    _cache[(db, "id", program.id)] = _cache[(db, "year", program.fiscal_year)] = (expires, program)
+
+
+def forget() -> None:
+    """Drop the cached programmes (after a change, and in tests)."""
+    _cache.clear()
+
+
 async def get(session: AsyncSession, year: int) -> Program | None:
     return await session.scalar(select(Program).where(Program.fiscal_year == year))
 
 
+async def by_id(session: AsyncSession, program_id: int) -> Program | None:
+    """The programme with its categories, for showing and for the rules of a step (cached briefly)."""
+    program = await _from_cache(session, ("id", program_id))
+    if program is None:
+        program = await session.get(Program, program_id)
+        if program is not None and "categories" in program.__dict__:
+            _remember(session, program)
+    return program
+
+
 async def ensure(session: AsyncSession, settings: Settings, year: int) -> Program:
+    program = await _from_cache(session, ("year", year))
+    if program is not None:
+        return program
     program = await get(session, year)
     if program is not None:
+        if "categories" in program.__dict__:
+            _remember(session, program)
         return program
     await begin_write(session)
     program = await get(session, year)
@@ -89,4 +135,5 @@ async def update(
         raise ValueError("the submission window opens after it closes")
     audit.record(session, actor_id, "program.update", "program", program.id, before=before, after=_snapshot(program))
     await session.commit()
+    forget()
     return program

@@ -628,8 +628,9 @@ async def set_location(
     *,
     expected_version: int | None = None,
     actor_id: int | None = None,
+    wizard_step: str | None = None,
 ) -> Proposal:
-    """Set the location pin (both None clears it)."""
+    """Set the location pin (both None clears it); ``wizard_step``: the draft's step now, in the same write."""
     if (latitude is None) != (longitude is None):
         raise InvalidField("location", "required")
     if latitude is not None:
@@ -640,6 +641,8 @@ async def set_location(
     row = await _load_for_edit(session, proposal.id, expected_version, (PART_LOKASI,))
     before = {"latitude": row.latitude, "longitude": row.longitude}
     row.latitude, row.longitude = latitude, longitude
+    if wizard_step is not None:
+        row.wizard_step = wizard_step
     await _commit_edit(
         session, row, actor_id, "location", before=before, after={"latitude": latitude, "longitude": longitude}
     )
@@ -653,13 +656,16 @@ async def set_musyawarah(
     *,
     expected_version: int | None = None,
     actor_id: int | None = None,
+    wizard_step: str | None = None,
 ) -> Proposal:
-    """The number of residents present at the musyawarah (1..10000)."""
+    """The number of residents present at the musyawarah (1..10000); ``wizard_step`` as in ``set_location``."""
     if isinstance(attendees, bool) or not isinstance(attendees, int) or not ATTENDEES_MIN <= attendees <= ATTENDEES_MAX:
         raise InvalidField("attendees", "out_of_range", minimum=ATTENDEES_MIN, maximum=ATTENDEES_MAX)
     row = await _load_for_edit(session, proposal.id, expected_version, (PART_MUSYAWARAH,))
     before = {"attendees": row.attendees}
     row.attendees = attendees
+    if wizard_step is not None:
+        row.wizard_step = wizard_step
     await _commit_edit(session, row, actor_id, "musyawarah", before=before, after={"attendees": attendees})
     return row
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import ADMIN, CITY_SCOPE, KETUA_RT, PETUGAS, WARGA, Scope
 from storage.db import begin_write
-from storage.models import REG_PENDING, REG_VERIFIED, Officer, RTHead, User
+from storage.models import REG_PENDING, REG_VERIFIED, HandledUpdate, Officer, RTHead, User
 
 SUPPORTED_LANGUAGES = ("id", "en")
 
@@ -85,6 +85,57 @@ async def ensure_user(
         user.blocked_bot = False
     await session.commit()
     return user
+
+
+@dataclass(frozen=True)
+class UpdateContext:
+    handled: bool  # the update's effects are committed already (a re-delivered update)
+    user: User | None  # None only when ``handled``
+    roles: Roles | None
+
+
+async def load_for_update(
+    session: AsyncSession,
+    update_id: int,
+    user_id: int,
+    first_name: str,
+    last_name: str | None,
+    username: str | None,
+    admin_ids: tuple[int, ...],
+) -> UpdateContext:
+    """What every update needs before its handler, in one query: whether the update was handled
+    already, the user, their active officer appointment and their pending or verified Ketua RT
+    registrations. A new user, or one whose Telegram name changed, is written (``ensure_user``)."""
+    handled_already = (
+        select(HandledUpdate.update_id).where(HandledUpdate.update_id == update_id).exists().label("handled")
+    )
+    rows = (
+        await session.execute(
+            select(User, Officer, RTHead, handled_already)
+            .select_from(User)
+            .outerjoin(Officer, and_(Officer.user_id == User.id, Officer.revoked_at.is_(None)))
+            .outerjoin(RTHead, and_(RTHead.user_id == User.id, RTHead.status.in_((REG_PENDING, REG_VERIFIED))))
+            .where(User.id == user_id)
+            .order_by(Officer.id, RTHead.id)
+        )
+    ).all()
+    if not rows:  # a new user (or one erased and gone): no roles yet
+        if await session.scalar(select(handled_already)):
+            return UpdateContext(True, None, None)
+        user = await ensure_user(session, user_id, first_name, last_name, username)
+        roles = Roles(is_admin=user_id in admin_ids, officer=None, rt_head=None, pending=None)
+        return UpdateContext(False, user, roles)
+    if rows[0].handled:
+        return UpdateContext(True, None, None)
+    user = rows[0].User
+    officer = next((r.Officer for r in rows if r.Officer is not None), None)
+    heads = list({r.RTHead.id: r.RTHead for r in rows if r.RTHead is not None}.values())
+    verified = next((h for h in heads if h.status == REG_VERIFIED), None)
+    pending = next((h for h in heads if h.status == REG_PENDING), None)
+    if user.blocked_bot or (user.first_name, user.last_name, user.username) != (first_name, last_name, username):
+        user = await ensure_user(session, user_id, first_name, last_name, username)
+    roles = Roles(is_admin=user_id in admin_ids, officer=officer, rt_head=verified, pending=pending)
+    return UpdateContext(False, user, roles)
 
 
 async def load_roles(session: AsyncSession, user_id: int, admin_ids: tuple[int, ...]) -> Roles:

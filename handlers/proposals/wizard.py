@@ -108,7 +108,9 @@ def local_today(settings: Settings) -> dt.date:
 
 
 async def _program(session: AsyncSession, proposal: Proposal) -> Program:
-    return await session.get(Program, proposal.program_id)
+    program = await programs.by_id(session, proposal.program_id)
+    assert program is not None  # a proposal's programme is never deleted (foreign key)
+    return program
 
 
 async def load(session: AsyncSession, state: FSMContext, user: User, roles: Roles) -> Proposal | None:
@@ -254,6 +256,20 @@ async def show_summary(message: Message, session: AsyncSession, proposal: Propos
     await message.answer(
         render.summary(proposal, program, remaining, events), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows)
     )
+
+
+async def stage(state: FSMContext, current: State) -> State:
+    """Move the dialog to the step after ``current`` *before* the service call that saves the answer,
+    so the new step is committed in the service's transaction (with the answer and the update's
+    handled mark: one write per step, not two). A handler whose service refuses the answer calls
+    ``unstage``; an error rolls the whole update back, the step included."""
+    following = next_step(current, (await state.get_data()).get("part"))
+    await state.set_state(following)
+    return following
+
+
+async def unstage(state: FSMContext, current: State) -> None:
+    await state.set_state(current)  # back to what is stored: nothing is written
 
 
 async def advance(
@@ -483,12 +499,13 @@ async def category_chosen(
     proposal = await _current(query, callback_data, state, session, user, roles)
     if proposal is None:
         return
+    following = await stage(state, Usulan.kategori)
     try:
-        following = next_step(Usulan.kategori, (await state.get_data()).get("part"))
         proposal = await svc.update_fields(
             session, proposal, category_code=callback_data.arg, actor_id=user.id, wizard_step=following.state
         )
     except svc.InvalidField:
+        await unstage(state, Usulan.kategori)
         await stale_button(query, session)
         return
     program = await _program(session, proposal)
@@ -513,13 +530,14 @@ async def _save_text(
     if proposal is None:
         await lost(message, state, roles)
         return
-    following = next_step(step, (await state.get_data()).get("part"))
+    following = await stage(state, step)
     try:
-        # The answer and the step the draft is now at, in one write.
+        # The answer, the step the draft is now at and the dialog's step, in one write.
         proposal = await svc.update_fields(
             session, proposal, actor_id=user.id, wizard_step=following.state, **{field: message.text}
         )
     except svc.InvalidField as exc:
+        await unstage(state, step)
         if exc.reason == "too_long":
             await message.answer(_("That is too long: at most {max} characters, please.").format(max=exc.maximum))
         elif exc.reason == "too_short":
@@ -528,6 +546,7 @@ async def _save_text(
             await message.answer(_("Please type it as text."))
         return
     except svc.NotEditable:
+        await unstage(state, step)
         await message.answer(_("This part cannot be changed now."))
         return
     await ask(following, message, state, session, proposal, settings)
@@ -558,10 +577,12 @@ async def location_given(
     if proposal is None:
         await lost(message, state, roles)
         return
+    following = await stage(state, Usulan.lokasi)
     proposal = await svc.set_location(
-        session, proposal, message.location.latitude, message.location.longitude, actor_id=user.id
-    )
-    await advance(message, state, session, proposal, settings, Usulan.lokasi)
+        session, proposal, message.location.latitude, message.location.longitude, actor_id=user.id,
+        wizard_step=following.state,
+    )  # fmt: skip
+    await ask(following, message, state, session, proposal, settings)
 
 
 @router.message(Usulan.lokasi, *NOT_FOR_STEP)
@@ -984,8 +1005,9 @@ async def attendees_given(
     if not text.isdigit() or not svc.ATTENDEES_MIN <= int(text) <= svc.ATTENDEES_MAX:
         await message.answer(_("Please type only the number of residents present, e.g. <b>25</b>."))
         return
-    proposal = await svc.set_musyawarah(session, proposal, int(text), actor_id=user.id)
-    await advance(message, state, session, proposal, settings, Usulan.peserta)
+    following = await stage(state, Usulan.peserta)
+    proposal = await svc.set_musyawarah(session, proposal, int(text), actor_id=user.id, wizard_step=following.state)
+    await ask(following, message, state, session, proposal, settings)
 
 
 # --- summary: send, change, save, delete -------------------------------------------------------------

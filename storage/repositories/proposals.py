@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
@@ -9,6 +10,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
 from storage.models import (
     RT,
@@ -35,11 +37,41 @@ async def get(session: AsyncSession, proposal_id: int, *, fresh: bool = False) -
     return await session.scalar(stmt)
 
 
-async def get_for_update(session: AsyncSession, proposal_id: int) -> Proposal | None:
-    """The proposal re-read from the database, row-locked on PostgreSQL until the transaction ends.
+_FINGERPRINT = ("version", "status", "updated_at", "lines", "media", "rt")
 
-    (On SQLite the caller already holds the write lock through ``begin_write``.)
+
+def _instant(value: dt.datetime | None) -> dt.datetime | None:
+    """The same instant whether the driver gave it with a time zone (PostgreSQL) or without (SQLite)."""
+    if value is None or value.tzinfo is None:
+        return value
+    return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+
+async def get_for_update(session: AsyncSession, proposal_id: int) -> Proposal | None:
+    """The proposal as it is in the database now, row-locked on PostgreSQL until the transaction ends.
+
+    (On SQLite the caller already holds the write lock through ``begin_write``.) When this session
+    already holds the proposal with its lines and media (the handler loaded it a moment ago to check
+    the request), one small locking query compares its version, status and last change with the
+    row's; only if the row changed since is it read again in full (the proposal, its RAB lines and
+    its media: three queries). Every change of a proposal, its lines or its media bumps its version
+    or its ``updated_at`` (``services.proposals._commit_edit``, the column's ``onupdate``).
     """
+    loaded = session.sync_session.identity_map.get(identity_key(Proposal, proposal_id))
+    if loaded is not None and all(name in loaded.__dict__ for name in _FINGERPRINT):
+        row = (
+            await session.execute(
+                select(Proposal.version, Proposal.status, Proposal.updated_at)
+                .where(Proposal.id == proposal_id)
+                .with_for_update(of=Proposal)
+            )
+        ).first()
+        if row is None:
+            return None
+        if (row.version, row.status, _instant(row.updated_at)) == (
+            loaded.version, loaded.status, _instant(loaded.updated_at),
+        ):  # fmt: skip
+            return loaded
     return await session.scalar(
         select(Proposal)
         .where(Proposal.id == proposal_id)
