@@ -30,10 +30,6 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-from openpyxl import Workbook
-from openpyxl.cell import WriteOnlyCell
-from openpyxl.styles import Alignment, Font
-from openpyxl.utils import get_column_letter
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -93,7 +89,6 @@ PERCENT = "0.0%"
 DATE = "dd/mm/yyyy"
 DATETIME = "dd/mm/yyyy hh:mm"
 VOLUME = "#,##0.###"
-BOLD = Font(bold=True)
 
 NOTE_REALISED = (
     "Realisasi: untuk usulan berstatus Selesai, jumlah realisasi yang diverifikasi saat penutupan; untuk "
@@ -344,9 +339,16 @@ RECAP_COLUMNS: tuple[tuple[str, float, str | None], ...] = (
 
 class RecapWorkbook:
     """The write-only workbook. Sheets are created up front (in their final order) and rows appended
-    as they stream in; ``finish`` writes the recap and the Info sheet and saves."""
+    as they stream in; ``finish`` writes the recap and the Info sheet and saves.
+
+    openpyxl is imported here, when a recap is made, not when the bot starts: it pulls in numpy
+    (memory)."""
 
     def __init__(self) -> None:
+        from openpyxl import Workbook
+        from openpyxl.styles import Font
+
+        self.bold = Font(bold=True)
         self.wb = Workbook(write_only=True)
         self.info = self.wb.create_sheet(SHEET_INFO)
         self.info.column_dimensions["A"].width = 38
@@ -357,6 +359,10 @@ class RecapWorkbook:
         self.rows = {SHEET_PROPOSALS: 1, SHEET_RAB: 1, SHEET_RECAP: 1}
 
     def _table(self, title: str, columns: Sequence[tuple[str, float, str | None]]) -> Any:
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.styles import Alignment
+        from openpyxl.utils import get_column_letter
+
         ws = self.wb.create_sheet(title)
         for i, (_label, width, _fmt) in enumerate(columns, start=1):
             ws.column_dimensions[get_column_letter(i)].width = width
@@ -364,13 +370,15 @@ class RecapWorkbook:
         header = []
         for label, _w, _f in columns:
             cell = WriteOnlyCell(ws, value=label)
-            cell.font = BOLD
+            cell.font = self.bold
             cell.alignment = Alignment(wrap_text=True, vertical="top")
             header.append(cell)
         ws.append(header)
         return ws
 
     def _append(self, ws: Any, columns: Sequence[tuple[str, float, str | None]], values: Iterable[Any], bold=False):
+        from openpyxl.cell import WriteOnlyCell
+
         cells = []
         for (_label, _w, fmt), value in zip(columns, values, strict=True):
             if not bold and (fmt is None or value is None):
@@ -380,7 +388,7 @@ class RecapWorkbook:
             if fmt is not None and value is not None:
                 cell.number_format = fmt
             if bold:
-                cell.font = BOLD
+                cell.font = self.bold
             cells.append(cell)
         ws.append(cells)
         self.rows[ws.title] += 1
@@ -445,11 +453,16 @@ class RecapWorkbook:
         ]
 
     def _note(self, ws: Any, text: str) -> None:
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.styles import Font
+
         cell = WriteOnlyCell(ws, value=text)
         cell.font = Font(italic=True)
         ws.append([cell])
 
     def finish(self, summary: Summary, target: str | Path | IO[bytes]) -> None:
+        from openpyxl.utils import get_column_letter
+
         # auto filters over the data rows (written after the rows in the XML, so they can come last)
         for ws, columns in ((self.proposals, PROPOSAL_COLUMNS), (self.rab, RAB_COLUMNS)):
             ws.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{max(self.rows[ws.title], 2)}"
@@ -465,6 +478,9 @@ class RecapWorkbook:
         self.wb.save(target)
 
     def _write_info(self, summary: Summary) -> None:
+        from openpyxl.cell import WriteOnlyCell
+        from openpyxl.styles import Alignment, Font
+
         ws, meta, t = self.info, summary.meta, summary.total
         zone = tz_abbreviation(meta.tz, meta.generated_at)
 

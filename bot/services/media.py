@@ -20,15 +20,17 @@ import os
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from PIL import Image, ImageDraw, ImageFont, ImageOps
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from storage.db import begin_write, release
 from storage.models import Media
 from storage.repositories import proposals as repo
+
+if TYPE_CHECKING:  # Pillow is imported where an image is read or drawn, not at start (memory)
+    from PIL import ImageDraw
 
 DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # the Bot API's getFile limit
 KIND_PHOTO = "photo"
@@ -129,6 +131,8 @@ class LocalMediaStore:
 
 def inspect_image(data: bytes) -> tuple[str, int, int] | None:
     """``(mime, width, height)`` if Pillow can read ``data`` as an image, else None."""
+    from PIL import Image
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             fmt, (width, height) = img.format, img.size
@@ -141,6 +145,8 @@ def inspect_image(data: bytes) -> tuple[str, int, int] | None:
 def make_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes | None:
     """A JPEG no larger than ``size`` on its longest side, upright (EXIF orientation applied) and
     without metadata (no GPS in thumbnails); None if ``data`` is not a readable image."""
+    from PIL import Image, ImageOps
+
     try:
         with Image.open(io.BytesIO(data)) as img:
             img.seek(0)
@@ -195,6 +201,8 @@ def _columns(n: int) -> int:
 
 
 def _badge(draw: ImageDraw.ImageDraw, x: int, y: int, text: str, fill: tuple[int, int, int]) -> None:
+    from PIL import ImageFont
+
     font = ImageFont.load_default(size=26)
     left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
     w, h = right - left + 16, bottom - top + 12
@@ -208,6 +216,8 @@ def make_contact_sheet(thumbs: Sequence[bytes | None], flagged: Collection[int] 
     numbering always matches the photos. None when there is nothing to show."""
     if not thumbs:
         return None
+    from PIL import Image, ImageDraw
+
     cols = _columns(len(thumbs))
     rows = (len(thumbs) + cols - 1) // cols
     cell, gap = SHEET_CELL, SHEET_GAP
