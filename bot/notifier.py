@@ -7,7 +7,7 @@ Guarantees:
   LOCKED`` on PostgreSQL and SQLite's write lock, so two bot instances take disjoint rows; it is
   marked ``sent`` in the transaction right after Telegram's answer.
 * **Resumes after a restart**: rows are given back (``pending``) when the sender stops or must wait
-  out a long pause. Each claim names its sender (``claimed_by``: instance id and a token of this
+  out a long pause. Each claim names its sender (``claim_token``: instance id and a token of this
   start). A sender that starts (a restart, or a new leader) takes back the rows another sender
   left in ``sending``: at once on SQLite, where only one instance runs, so their sender is dead;
   on PostgreSQL once that sender could no longer be sending them (``takeover_grace``: the
@@ -124,6 +124,7 @@ class OutboxSender:
         self._stop = asyncio.Event()
         self._unsubscribe = outbox_service.on_enqueued(self._wake.set)
         self._outage = OutageLog(log, "outbox sender")
+        self._recovered = False
 
     def wake(self) -> None:
         self._wake.set()
@@ -161,7 +162,7 @@ class OutboxSender:
                     select(Outbox)
                     .where(
                         Outbox.status == OUTBOX_SENDING,
-                        or_(Outbox.claimed_by.is_(None), Outbox.claimed_by != self.claim_token),
+                        or_(Outbox.claim_token.is_(None), Outbox.claim_token != self.claim_token),
                     )
                     .with_for_update(skip_locked=True)
                 )
@@ -175,18 +176,13 @@ class OutboxSender:
             log.warning(
                 "%d notice(s) were being sent by a sender that stopped (%s); they go out again %s "
                 "(delivery unknown: one may arrive twice)",
-                len(rows), ", ".join(sorted({r.claimed_by or "?" for r in rows})),
+                len(rows), ", ".join(sorted({r.claim_token or "?" for r in rows})),
                 "now" if not self.takeover_grace else f"{self.takeover_grace.total_seconds():.0f} s after their claim",
             )  # fmt: skip
         return len(rows)
 
     async def run(self) -> None:
         try:
-            try:
-                await self.recover()
-            except Exception as exc:  # the database is away: their leases bring the rows back
-                if not self._outage.failed(exc):
-                    log.exception("could not take back the rows of a stopped sender")
             while not self._stop.is_set():
                 self._wake.clear()
                 try:
@@ -238,12 +234,15 @@ class OutboxSender:
                 row.attempts += 1
                 row.next_attempt_at = now
                 row.claimed_until = now + self.lease
-                row.claimed_by = self.claim_token
+                row.claim_token = self.claim_token
             await session.commit()
             return rows
 
     async def run_once(self) -> int:
         """Deliver what is due now (up to a batch, concurrently); returns how many rows were taken."""
+        if not self._recovered:  # the first pass (again after an outage) takes back a stopped sender's rows
+            await self.recover()
+            self._recovered = True
         await self._sleep(self.limiter.paused_for())
         if self._stop.is_set():
             return 0
@@ -451,7 +450,7 @@ class OutboxSender:
                     await begin_write(session)
                     error = f"record: {exc!r}"
             values: dict[str, object] = {
-                "status": status, "last_error": error, "claimed_until": None, "claimed_by": None,
+                "status": status, "last_error": error, "claimed_until": None, "claim_token": None,
             }  # fmt: skip
             if status == OUTBOX_SENT:
                 values["sent_at"] = utcnow()

@@ -315,7 +315,7 @@ class Outbox(Base):
     claimed_until: Mapped[dt.datetime | None] = mapped_column()
     # status "sending": which sender (instance id and a per-start token) holds the claim; a sender
     # starting after a crash recognises the dead one's rows by it (bot/notifier.py, recover()).
-    claimed_by: Mapped[str | None] = mapped_column(String(96))
+    claim_token: Mapped[str | None] = mapped_column(String(96))
     broadcast_id: Mapped[int | None] = mapped_column(Integer)  # kind "broadcast": its Broadcast
 
 

@@ -180,3 +180,35 @@ async def test_outcome_of_a_sent_row_is_written_through_a_short_outage(sessionma
         assert sender.stats["error"] == 1
     finally:
         await bot.session.close()
+
+
+@pytest.mark.parametrize("grace, claimed_ago, due_in", [
+    (0.0, 5, 0),  # SQLite: the sender that claimed them is dead, so they are due at once
+    (60.0, 100, 0),  # PostgreSQL: claimed 100 s ago, past the grace: due now
+    (60.0, 10, 50),  # claimed 10 s ago: due 60 s after the claim, not after the 300 s lease
+])
+async def test_a_starting_sender_takes_back_a_stopped_senders_rows(sessionmaker, grace, claimed_ago, due_in):
+    import datetime as dt
+
+    from storage.models import utcnow
+
+    now = utcnow()
+    async with sessionmaker() as s:
+        s.add_all([
+            Outbox(chat_id=1, kind="broadcast", status="sending", attempts=1, claim_token="bot-1/dead0000",
+                   next_attempt_at=now - dt.timedelta(seconds=claimed_ago),
+                   claimed_until=now + dt.timedelta(seconds=290)),
+            Outbox(chat_id=2, kind="broadcast", status="pending", next_attempt_at=now),
+        ])
+        await s.commit()
+    sender = OutboxSender(None, sessionmaker, None, (), takeover_grace=grace, instance_id="bot-2")  # type: ignore[arg-type]
+    assert await sender.recover() == 1
+    assert await sender.recover() == 1  # idempotent: the lease only ever gets shorter
+    async with sessionmaker() as s:
+        row = await s.scalar(select(Outbox).where(Outbox.chat_id == 1))
+        until = row.claimed_until if row.claimed_until.tzinfo else row.claimed_until.replace(tzinfo=dt.UTC)
+        assert abs((until - now).total_seconds() - (grace - claimed_ago)) < 2  # claim + grace
+        assert row.status == "sending"  # the claim query takes it once due (lease expired)
+    claimed = await sender._claim(10)
+    assert {r.chat_id for r in claimed} == ({1, 2} if due_in == 0 else {2})
+    assert all(r.claim_token == sender.claim_token for r in claimed)

@@ -1,4 +1,4 @@
-"""outbox: which sender claimed a row (claimed_by), so a restarted bot takes back a dead one's rows at once
+"""outbox: which sender claimed a row (claim_token), so a restarted bot takes back a dead one's rows at once
 
 Revision ID: 0011
 Revises: 0010
@@ -19,9 +19,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("claimed_by", sa.String(length=96), nullable=True))
+        batch_op.add_column(sa.Column("claim_token", sa.String(length=96), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_column("claimed_by")
+        batch_op.drop_column("claim_token")
