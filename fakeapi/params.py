@@ -35,6 +35,15 @@ STRING_PARAMS = frozenset(
     }
 )  # fmt: skip
 
+# Parameters Telegram still accepts but no longer documents (Bot API 7.0 replaced them; the current
+# spec lists only the replacement), with what to send instead. The fake honours them like Telegram
+# does and records their use (``ApiCall.deprecated``), so a test can tell a bot still sends them.
+DEPRECATED_PARAMS = {
+    "disable_web_page_preview": "link_preview_options",
+    "reply_to_message_id": "reply_parameters",
+    "allow_sending_without_reply": "reply_parameters",
+}
+
 
 @dataclass(frozen=True)
 class UploadedFile:
@@ -151,6 +160,10 @@ class Params:
 
     def get_file(self, name: str) -> UploadedFile | str | None:
         return self.resolve_input_file(self.values.get(name, ""), name)
+
+    def deprecated(self) -> list[str]:
+        """The deprecated parameters present (see :data:`DEPRECATED_PARAMS`), in request order."""
+        return [key for key in self.values if key in DEPRECATED_PARAMS]
 
     def describe(self) -> dict[str, Any]:
         """Parameters for the call log, typed for convenient assertions: JSON parameters decoded,

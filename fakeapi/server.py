@@ -28,7 +28,7 @@ from aiohttp import BodyPartReader, web
 from .config import ServerConfig
 from .errors import DEFAULT_DESCRIPTIONS, ApiError, bad_request, not_found, unauthorized
 from .methods import SERVER_CLOSING, Answer, BotApi
-from .params import Params, UploadedFile
+from .params import DEPRECATED_PARAMS, Params, UploadedFile
 from .state import BotAccount, World
 from .webhook import WebhookDeliverer
 
@@ -54,6 +54,7 @@ class ApiCall:
     status: int | None = None
     response: dict[str, Any] | None = None
     exception: str | None = None  # traceback of an internal error (a bug in the fake)
+    deprecated: list[str] = field(default_factory=list)  # deprecated parameters it carried
 
     @property
     def ok(self) -> bool:
@@ -288,6 +289,7 @@ class FakeBotAPI:
                 raise unauthorized()
             params = await self._read_params(request)
             call.params = params.describe()
+            self._note_deprecated(call, params)
             fault = self.faults.take(call.method, bot.id)
             if fault is not None:
                 if fault.delay:
@@ -320,9 +322,18 @@ class FakeBotAPI:
             http_method="WEBHOOK",
             params=params.describe(),
         )
+        self._note_deprecated(call, params)
         self.calls.append(call)
         await self._execute(call, lambda: self._dispatch(resolved, bot, params))
         return call
+
+    @staticmethod
+    def _note_deprecated(call: ApiCall, params: Params) -> None:
+        call.deprecated = params.deprecated()
+        for name in call.deprecated:
+            logger.warning(
+                "fakeapi: %s sent the deprecated parameter %s (use %s)", call.method, name, DEPRECATED_PARAMS[name]
+            )
 
     @staticmethod
     async def _dispatch(resolved: Any, bot: BotAccount, params: Params) -> Any:
@@ -385,3 +396,7 @@ class FakeBotAPI:
     def calls_of(self, method: str, *, bot_id: int | None = None) -> list[ApiCall]:
         lower = method.lower()
         return [c for c in self.calls if c.method.lower() == lower and (bot_id is None or c.bot_id == bot_id)]
+
+    def deprecated_calls(self, *, bot_id: int | None = None) -> list[ApiCall]:
+        """Calls that carried a deprecated parameter (``call.deprecated`` names them)."""
+        return [c for c in self.calls if c.deprecated and (bot_id is None or c.bot_id == bot_id)]

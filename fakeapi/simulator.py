@@ -982,6 +982,10 @@ class FakeTelegram:
     def calls_of(self, method: str, *, bot: BotRef = None) -> list[ApiCall]:
         return self.server.calls_of(method, bot_id=self.bot(bot).id if bot is not None else None)
 
+    def deprecated_calls(self, *, bot: BotRef = None) -> list[ApiCall]:
+        """Calls that carried a parameter Telegram replaced (e.g. ``disable_web_page_preview``)."""
+        return self.server.deprecated_calls(bot_id=self.bot(bot).id if bot is not None else None)
+
     def subscribe(
         self,
         *,

@@ -132,6 +132,10 @@ async def launch(tg: FakeTelegram, tmp_path: Path) -> AsyncIterator[Callable[...
         log = proc.log()
         assert "Traceback" not in log, f"the bot logged a traceback:\n{log[-6000:]}"
         assert proc.token not in log, "the bot token appeared in the log"
+        # Telegram still honours parameters it replaced (disable_web_page_preview...), so only the
+        # fake's record shows the bot sending them.
+        deprecated = [(c.method, c.deprecated) for c in tg.deprecated_calls(bot=proc.token)]
+        assert not deprecated, f"the bot sent deprecated parameters: {deprecated[:5]}"
 
 
 @pytest.fixture
