@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 
 from bot.services import media as media_service
+from storage.db import begin_write
 from storage.models import Media
 
 # getFile serves files up to 20 MB (a Bot API limit); Telegram tells us the size up front.
@@ -62,10 +64,48 @@ async def fetch(
 
 # --- sending stored files ---------------------------------------------------------------------------
 # ``link``: a row that points at a stored file (ProposalMedia, ProgressMedia, Aspiration): it has
-# ``file`` (the Media row) and ``telegram_file_id``.
+# ``file`` (the Media row) and ``telegram_file_id`` (ProposalMedia and ProgressMedia also
+# ``telegram_file_unique_id``).
+#
+# A file id works only for the bot that received it: after the token changed (a new bot), with data
+# another bot stored (the sandbox), or once Telegram dropped it, a send by file id is answered 400
+# "wrong file identifier/HTTP URL specified" (or "wrong remote file identifier specified: ..." for a
+# malformed one). Then our stored copy is uploaded instead and the file id Telegram gives it is kept
+# on the row, so the next showing goes by file id again instead of failing first every time.
+
+log = logging.getLogger("prolita.media")
+
+# Telegram's texts for a file id it does not accept (lower case): unknown or malformed, expired, of
+# another type ("type of file mismatch": a photo sent to us as a file is a document id), and a media
+# group's way of saying one of its items is one of those.
+_FILE_REJECTED = (
+    "wrong file identifier",
+    "remote file id",  # "wrong remote file identifier specified: ...", "wrong remote file id specified: ..."
+    "file reference",
+    "file_reference",
+    "type of file",
+    "file of type",
+    "wrong file type",
+    "media_empty",
+    "wrong type of the web page content",
+)
+_WRONG_TYPE = ("type of file", "file of type", "wrong file type")
+
+
+def file_rejected(exc: TelegramBadRequest) -> bool:
+    """Whether Telegram refused the file id itself (so sending our stored copy instead will do)."""
+    text = str(exc.message).lower()
+    return any(part in text for part in _FILE_REJECTED)
+
+
+def _wrong_type(exc: TelegramBadRequest) -> bool:
+    text = str(exc.message).lower()
+    return any(part in text for part in _WRONG_TYPE)
 
 
 async def stored_bytes(store: media_service.MediaStore, link: Any) -> bytes | None:
+    if link.file is None:
+        return None
     try:
         return await asyncio.to_thread(store.open, link.file.path)
     except (OSError, ValueError):
@@ -76,53 +116,102 @@ def _upload(link: Any, data: bytes) -> BufferedInputFile:
     return BufferedInputFile(data, filename=link.file.path.rsplit("/", 1)[-1] or "file")
 
 
+def _sent_file(message: Message) -> tuple[str, str] | None:
+    """(file_id, file_unique_id) of what a sent message carries: the largest photo or the document."""
+    if message.photo:
+        return message.photo[-1].file_id, message.photo[-1].file_unique_id
+    if message.document:
+        return message.document.file_id, message.document.file_unique_id
+    return None
+
+
+async def remember_file_ids(pairs: Sequence[tuple[Any, Message]]) -> None:
+    """Keep on each row the file id of the message its stored copy was just uploaded in.
+
+    Written in the row's own session (the update's), committed at once so the SQLite write turn is
+    not held while more is sent; a failure only costs an upload next time, so it is logged, not raised.
+    """
+    changes = []
+    for link, message in pairs:
+        ids = _sent_file(message)
+        if ids is not None and ids[0] != link.telegram_file_id:
+            changes.append((link, ids))
+    if not changes:
+        return
+    session = async_object_session(changes[0][0])
+    if session is None:  # rows not from a live session: nothing to write to
+        return
+    try:
+        await begin_write(session)
+        for link, (file_id, unique_id) in changes:
+            link.telegram_file_id = file_id
+            if hasattr(link, "telegram_file_unique_id"):
+                link.telegram_file_unique_id = unique_id
+        await session.commit()
+    except Exception as exc:
+        await session.rollback()
+        log.warning("could not keep %d new file id(s): %s: %s", len(changes), type(exc).__name__, exc)
+
+
 async def send_photos(
     bot: Bot, chat_id: int, store: media_service.MediaStore, links: Sequence[Any], caption: str
 ) -> bool:
-    """Send photos as one album (one photo: a photo) with the caption; False if nothing was sent."""
+    """Send photos as one album (one photo: a photo) with the caption; False if nothing was sent.
+
+    By file id while every row has one; if Telegram refuses one of them (see :func:`file_rejected`),
+    the stored copies are uploaded and their new file ids kept."""
     if not links:
         return False
 
-    async def send(sources: list[Any]) -> None:
+    async def send(sources: list[Any]) -> list[Message]:
         if len(sources) == 1:
-            await bot.send_photo(chat_id, sources[0], caption=caption)
-        else:
-            await bot.send_media_group(
-                chat_id,
-                [InputMediaPhoto(media=src, caption=caption if i == 0 else None) for i, src in enumerate(sources)],
-            )
+            return [await bot.send_photo(chat_id, sources[0], caption=caption)]
+        return await bot.send_media_group(
+            chat_id,
+            [InputMediaPhoto(media=src, caption=caption if i == 0 else None) for i, src in enumerate(sources)],
+        )
 
     if all(link.telegram_file_id for link in links):
         try:
             await send([link.telegram_file_id for link in links])
             return True
-        except TelegramBadRequest:
-            pass  # a file id Telegram no longer knows: send our stored copies instead
-    uploads = []
+        except TelegramBadRequest as exc:
+            if not file_rejected(exc):
+                raise
+            log.info("sending stored copies of %d photo(s): %s", len(links), exc.message)
+    uploaded = []
     for link in links:
         data = await stored_bytes(store, link)
         if data is not None:
-            uploads.append(_upload(link, data))
-    if not uploads:
+            uploaded.append((link, _upload(link, data)))
+    if not uploaded:
         return False
-    await send(uploads)
+    messages = await send([upload for _, upload in uploaded])
+    await remember_file_ids([(link, message) for (link, _), message in zip(uploaded, messages, strict=False)])
     return True
 
 
 async def send_file(bot: Bot, chat_id: int, store: media_service.MediaStore, link: Any, caption: str) -> bool:
     """Send one stored file: an image as a photo (or as a document if it came as one), a PDF as a
-    document; False if it is not available any more."""
-    is_image = link.file.mime.startswith("image/")
+    document; False if it is not available any more. A file id Telegram refuses: the stored copy is
+    uploaded and its new file id kept."""
+    is_image = link.file is not None and link.file.mime.startswith("image/")
     senders = (bot.send_photo, bot.send_document) if is_image else (bot.send_document,)
     if link.telegram_file_id:
         for send in senders:
             try:
                 await send(chat_id, link.telegram_file_id, caption=caption)
                 return True
-            except TelegramBadRequest:
-                continue  # sent to us as a file (not a photo), or no longer known to Telegram
+            except TelegramBadRequest as exc:
+                if not file_rejected(exc):
+                    raise
+                if not _wrong_type(exc):
+                    break  # unknown to Telegram (not just another kind of file): no sender will do
+                # sent to us as a file, not a photo: try it as a document
+        log.info("sending the stored copy of a file: its file id was refused")
     data = await stored_bytes(store, link)
     if data is None:
         return False
-    await senders[0](chat_id, _upload(link, data), caption=caption)
+    message = await senders[0](chat_id, _upload(link, data), caption=caption)
+    await remember_file_ids([(link, message)])
     return True
