@@ -111,6 +111,9 @@ class FSMBuffer:
 
     def __init__(self, session: AsyncSession | None = None) -> None:
         self.entries: dict[str, _Entry] = {}
+        # The handler set its dialog's state or data, even to what it was: the update counts as
+        # handled (storage/handled.py), so a re-delivered /start or /batal is not answered twice.
+        self.touched = False
         # The update's own session: states are read through it, so an update never holds a second
         # pooled connection while keeping its first (under a surge that exhausted the pool and
         # every update waited for a connection held by another waiting update).
@@ -230,6 +233,7 @@ class SQLStorage(BaseStorage):
         value = _state_str(state)
         if (buffer := _BUFFER.get()) is not None:
             (await self._entry(buffer, k)).state = value
+            buffer.touched = True
             return
         async with self.sessionmaker() as s:
             await begin_write(s)
@@ -276,6 +280,7 @@ class SQLStorage(BaseStorage):
         k = self._key(key)
         if (buffer := _BUFFER.get()) is not None:
             (await self._entry(buffer, k)).data = value
+            buffer.touched = True
             return
         async with self.sessionmaker() as s:
             await begin_write(s)
@@ -314,6 +319,7 @@ class SQLStorage(BaseStorage):
         if (buffer := _BUFFER.get()) is not None:
             entry = await self._entry(buffer, k)
             entry.data = {**entry.data, **patch}
+            buffer.touched = True
             return _json_copy(entry.data)
         async with self.sessionmaker() as s:
             await begin_write(s)

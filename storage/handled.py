@@ -29,6 +29,19 @@ def untrack(session: AsyncSession) -> int | None:
     return session.info.pop(_KEY, None)
 
 
+def record_now(session: AsyncSession) -> bool:
+    """Write the armed update id with the session's next commit even if nothing else is written."""
+    update_id = session.info.pop(_KEY, None)
+    if update_id is None:
+        return False
+    session.add(HandledUpdate(update_id=update_id))
+    return True
+
+
+def pending(session: AsyncSession) -> bool:
+    return _KEY in session.info
+
+
 async def is_handled(session: AsyncSession, update_id: int) -> bool:
     return (
         await session.scalar(select(HandledUpdate.update_id).where(HandledUpdate.update_id == update_id))

@@ -64,6 +64,11 @@ class UpdateContextMiddleware(BaseMiddleware):
                             # The dialog's new step, committed with the update's mark (and any
                             # effects not yet committed by a service) in one transaction.
                             await begin_write(session)
+                        elif fsm_changes.touched and handled.pending(session):
+                            # The dialog was set to what it already was (/start, /batal): nothing
+                            # to store but the mark, so a re-delivered update is not answered twice.
+                            await begin_write(session)
+                            handled.record_now(session)
                         if session.in_transaction():
                             await session.commit()
                     if later is not None and later.dirty:
