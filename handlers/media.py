@@ -16,8 +16,9 @@ from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
 from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 
 from bot.services import media as media_service
-from storage.db import begin_write
 from storage.models import Media
+
+log = logging.getLogger("prolita.media")
 
 # getFile serves files up to 20 MB (a Bot API limit); Telegram tells us the size up front.
 MAX_DOWNLOAD = 20 * 1024 * 1024
@@ -73,8 +74,6 @@ async def fetch(
 # malformed one). Then our stored copy is uploaded instead and the file id Telegram gives it is kept
 # on the row, so the next showing goes by file id again instead of failing first every time.
 
-log = logging.getLogger("prolita.media")
-
 # Telegram's texts for a file id it does not accept (lower case): unknown or malformed, expired, of
 # another type ("type of file mismatch": a photo sent to us as a file is a document id), and a media
 # group's way of saying one of its items is one of those.
@@ -126,31 +125,15 @@ def _sent_file(message: Message) -> tuple[str, str] | None:
 
 
 async def remember_file_ids(pairs: Sequence[tuple[Any, Message]]) -> None:
-    """Keep on each row the file id of the message its stored copy was just uploaded in.
-
-    Written in the row's own session (the update's), committed at once so the SQLite write turn is
-    not held while more is sent; a failure only costs an upload next time, so it is logged, not raised.
-    """
+    """Keep on each row the file id of the message its stored copy was just uploaded in."""
     changes = []
     for link, message in pairs:
         ids = _sent_file(message)
         if ids is not None and ids[0] != link.telegram_file_id:
-            changes.append((link, ids))
-    if not changes:
-        return
-    session = async_object_session(changes[0][0])
-    if session is None:  # rows not from a live session: nothing to write to
-        return
-    try:
-        await begin_write(session)
-        for link, (file_id, unique_id) in changes:
-            link.telegram_file_id = file_id
-            if hasattr(link, "telegram_file_unique_id"):
-                link.telegram_file_unique_id = unique_id
-        await session.commit()
-    except Exception as exc:
-        await session.rollback()
-        log.warning("could not keep %d new file id(s): %s: %s", len(changes), type(exc).__name__, exc)
+            changes.append((link, *ids))
+    session = async_object_session(changes[0][0]) if changes else None
+    if session is not None:  # rows of a live session (the update's): written there
+        await media_service.keep_file_ids(session, changes)
 
 
 async def send_photos(

@@ -150,6 +150,7 @@ def update_scope(session: AsyncSession) -> Iterator[FSMBuffer]:
 
 
 def _upsert(session: Session) -> Any:
+    """The dialect's INSERT, for ``ON CONFLICT DO UPDATE``."""
     name = session.get_bind().dialect.name
     if name == "postgresql":
         return postgresql.insert(_TABLE)
@@ -206,12 +207,7 @@ class SQLStorage(BaseStorage):
 
     @staticmethod
     def _insert(session: AsyncSession) -> Any:
-        name = session.get_bind().dialect.name
-        if name == "postgresql":
-            return postgresql.insert(_TABLE)
-        if name == "sqlite":
-            return sqlite.insert(_TABLE)
-        raise NotImplementedError(f"SQLStorage supports SQLite and PostgreSQL, not {name}")
+        return _upsert(session.sync_session)
 
     # --- state -------------------------------------------------------------------------------------
 

@@ -16,11 +16,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import logging
 import os
 import tempfile
 from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from storage.db import begin_write, release
 from storage.models import Media
 from storage.repositories import proposals as repo
+
+log = logging.getLogger("prolita.media")
 
 if TYPE_CHECKING:  # Pillow is imported where an image is read or drawn, not at start (memory)
     from PIL import ImageDraw
@@ -321,3 +324,21 @@ async def save_media(
             row.thumb_path = thumb_path
     await session.commit()
     return row
+
+
+async def keep_file_ids(session: AsyncSession, changes: Sequence[tuple[Any, str, str]]) -> None:
+    """Store the Telegram file ids a stored copy got when it was uploaded again (``(link, file_id,
+    file_unique_id)``; a link is a ProposalMedia, ProgressMedia or Aspiration row of ``session``).
+
+    Committed at once, so the SQLite write turn is not held while more is sent; a failure only costs
+    an upload next time, so it is logged, not raised."""
+    try:
+        await begin_write(session)
+        for link, file_id, unique_id in changes:
+            link.telegram_file_id = file_id
+            if hasattr(link, "telegram_file_unique_id"):
+                link.telegram_file_unique_id = unique_id
+        await session.commit()
+    except Exception as exc:
+        await session.rollback()
+        log.warning("could not keep %d new file id(s): %s: %s", len(changes), type(exc).__name__, exc)
