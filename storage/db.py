@@ -21,8 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
+from sqlalchemy.dialects.sqlite.aiosqlite import SQLiteDialect_aiosqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from storage import sqlite_inline
 
 _WRITE_INTENT: contextvars.ContextVar[bool] = contextvars.ContextVar("prolita_write_intent", default=False)
 WRITE_LOCK_TIMEOUT = 15.0  # seconds, like SQLite's busy timeout: then "database is locked"
@@ -61,7 +64,11 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     # may also answer "database is locked" at once without calling the busy handler, so the switch
     # is tried again for as long as the timeout would have waited. (A connection blocks the event
     # loop for these few sleeps only when two processes open the same new file together.)
-    cur.execute("PRAGMA busy_timeout=15000")
+    inline = getattr(dbapi_conn, "_connection", None)
+    if isinstance(inline, sqlite_inline.Connection):  # waits only on a worker thread, never on the loop
+        inline.set_busy_timeout(15.0)
+    else:
+        cur.execute("PRAGMA busy_timeout=15000")
     deadline = time.monotonic() + 15
     while True:
         try:
@@ -118,6 +125,10 @@ def _create_engine(url: str, **kwargs: Any) -> AsyncEngine:
             Path(db).parent.mkdir(parents=True, exist_ok=True)
         kwargs.setdefault("pool_size", 8)
         kwargs.setdefault("max_overflow", 24)
+        if "async_creator" not in kwargs:  # statements on the loop's thread (storage/sqlite_inline.py)
+            args, params = SQLiteDialect_aiosqlite().create_connect_args(make_url(url))
+            params["check_same_thread"] = False  # a long read or a busy statement moves to a thread
+            kwargs["async_creator"] = sqlite_inline.connector(*args, **params)
         engine = create_async_engine(url, **kwargs)
         event.listen(engine.sync_engine, "connect", _sqlite_connect)
         event.listen(engine.sync_engine, "begin", _sqlite_begin)
