@@ -429,6 +429,11 @@ def _line_values(data: LineData) -> dict[str, Any]:
     return {"description": description, "volume": volume, "unit": unit, "unit_price": price, "total": total}
 
 
+def check_line(data: LineData) -> None:
+    """Raise InvalidField when ``data`` cannot be stored as a RAB line (before any write)."""
+    _line_values(data)
+
+
 def _renumber(items: Sequence[Any]) -> None:
     for i, item in enumerate(items, start=1):
         item.position = i
@@ -471,6 +476,36 @@ async def add_line(
     await session.flush()
     await _commit_edit(session, row, actor_id, "line.add", after={"line": _line_snapshot(new)})
     return new
+
+
+async def add_lines(
+    session: AsyncSession,
+    proposal: Proposal,
+    lines: Sequence[LineData],
+    *,
+    expected_version: int | None = None,
+    actor_id: int | None = None,
+) -> list[RabLine]:
+    """Append several RAB lines (a message with one item per line) in one write: as many as
+    MAX_LINES leaves room for, in order. Raises TooManyLines when not one fits; InvalidField (nothing
+    written) when one of them is invalid."""
+    values = [_line_values(line) for line in lines]
+    row = await _load_for_edit(session, proposal.id, expected_version, (PART_ANGGARAN,))
+    room = MAX_LINES - len(row.lines)
+    if values and room <= 0:
+        await release(session)
+        raise TooManyLines(MAX_LINES, len(row.lines))
+    added = [RabLine(position=len(row.lines) + i, **v) for i, v in enumerate(values[:room], start=1)]
+    if not added:
+        await release(session)
+        return []
+    row.lines.extend(added)
+    row.total_amount = sum(x.total for x in row.lines)
+    await session.flush()
+    snapshots = [_line_snapshot(x) for x in added]
+    after = {"line": snapshots[0]} if len(added) == 1 else {"lines": snapshots}
+    await _commit_edit(session, row, actor_id, "line.add", after=after)
+    return added
 
 
 def _find_line(row: Proposal, line_id: int) -> RabLine | None:

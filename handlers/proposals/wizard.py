@@ -708,36 +708,39 @@ async def rab_lines_given(
     example = "<code>Semen 50 sak x 65.000</code>"
     added: list[str] = []
     problems: list[str] = []
+    parsed: list[tuple[str, rab.RabLine]] = []
     for text in texts:
         try:
             line = rab.parse_rab_line(text)
+            svc.check_line(line)
         except rab.RabError as exc:
             problems.append(rab_error_text(exc).format(line=escape_html(text.strip()[:60]), example=example))
-            continue
-        try:
-            if editing:
-                await svc.replace_line(session, proposal, data["line_id"], line, actor_id=user.id)
-                editing = False
-                await state.set_state(Usulan.rab)
-            else:
-                await svc.add_line(session, proposal, line, actor_id=user.id)
-        except svc.TooManyLines as exc:
-            problems.append(_("At most {limit} lines per proposal.").format(limit=exc.limit))
-            break
-        except svc.LineNotFound:
-            problems.append(_("That line was already removed."))
-            await state.set_state(Usulan.rab)
-            editing = False
             continue
         except svc.InvalidField:
             problems.append(
                 rab_error_text(rab.RabError("invalid")).format(line=escape_html(text.strip()[:60]), example=example)
             )
             continue
-        except svc.NotEditable:
-            await message.answer(_("The budget cannot be changed now."))
-            return
-        added.append(text)
+        parsed.append((text, line))
+    try:
+        if editing and parsed:  # the first line replaces the one being edited; the others are added
+            text, line = parsed.pop(0)
+            await state.set_state(Usulan.rab)
+            try:
+                await svc.replace_line(session, proposal, data["line_id"], line, actor_id=user.id)
+                added.append(text)
+            except svc.LineNotFound:
+                problems.append(_("That line was already removed."))
+        if parsed:  # all the new lines of the message in one write
+            saved = await svc.add_lines(session, proposal, [line for _text, line in parsed], actor_id=user.id)
+            added += [text for text, _line in parsed[: len(saved)]]
+            if len(saved) < len(parsed):
+                problems.append(_("At most {limit} lines per proposal.").format(limit=svc.MAX_LINES))
+    except svc.TooManyLines as exc:
+        problems.append(_("At most {limit} lines per proposal.").format(limit=exc.limit))
+    except svc.NotEditable:
+        await message.answer(_("The budget cannot be changed now."))
+        return
     proposal = await svc.get(session, proposal.id)
     program = await _program(session, proposal)
     remaining = await remaining_for(session, proposal, program)

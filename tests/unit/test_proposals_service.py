@@ -258,6 +258,37 @@ async def test_at_most_50_rab_lines(sessionmaker, tmp_path):
         assert p.total_amount == 50_000
 
 
+async def test_several_rab_lines_of_one_message_are_one_write(sessionmaker, tmp_path):
+    w = await setup_world(sessionmaker, tmp_path, n_rts=1)
+    async with sessionmaker() as s:
+        p = await proposals.create_draft(s, w.heads[0], w.rt_ids[0], w.program)
+        await proposals.add_line(s, p, Line("Semen", 50, "sak", 65_000))
+        added = await proposals.add_lines(
+            s, p, [Line("Pasir", 3, "m3", 250_000), Line("Tukang", 10, "hari", 150_000)], actor_id=w.heads[0]
+        )
+        assert [(x.position, x.description) for x in added] == [(2, "Pasir"), (3, "Tukang")]
+        assert p.version == 3  # one edit for the two lines (the first line was the second version)
+        with pytest.raises(proposals.InvalidField):  # one bad line: none of them is written
+            await proposals.add_lines(s, p, [Line("Kayu", 1, "batang", 9_000), Line("Paku", 0, "kg", 20_000)])
+    async with sessionmaker() as s:
+        row = await s.get(Proposal, p.id)
+        assert [x.description for x in row.lines] == ["Semen", "Pasir", "Tukang"]
+        assert row.total_amount == 3_250_000 + 750_000 + 1_500_000 and row.version == 3
+
+
+async def test_several_rab_lines_fill_up_to_the_limit(sessionmaker, tmp_path):
+    w = await setup_world(sessionmaker, tmp_path, n_rts=1)
+    async with sessionmaker() as s:
+        p = await proposals.create_draft(s, w.heads[0], w.rt_ids[0], w.program)
+        await proposals.add_lines(s, p, [Line(f"Barang {i}", 1, "buah", 1000) for i in range(proposals.MAX_LINES - 1)])
+        added = await proposals.add_lines(s, p, [Line("Terakhir", 1, "buah", 1000), Line("Lebih", 1, "buah", 1000)])
+        assert [x.description for x in added] == ["Terakhir"]
+        with pytest.raises(proposals.TooManyLines) as e:
+            await proposals.add_lines(s, p, [Line("Satu lagi", 1, "buah", 1000)])
+        assert (e.value.limit, e.value.current) == (50, 50)
+        assert p.total_amount == 50_000
+
+
 # --- media ----------------------------------------------------------------------------------------
 
 
