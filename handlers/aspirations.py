@@ -331,6 +331,13 @@ async def _take_photo(
     except media_service.FileTooLarge:
         await message.answer(_("This photo is too large (the limit is 20 MB). Please send a smaller one, or skip."))
         return False
+    except media_service.ImageTooLarge as exc:
+        await message.answer(
+            _(
+                "This picture is too large to process (at most {limit} megapixels). Please send a smaller one, or skip."
+            ).format(limit=exc.limit // 1_000_000)
+        )
+        return False
     except (media_service.NotAnImage, media_service.UnsupportedFile, media_service.EmptyFile):
         await message.answer(_("That is not a photo I can use. Please send a photo (JPEG or PNG), or skip."))
         return False

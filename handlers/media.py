@@ -13,32 +13,54 @@ from typing import Any
 from aiogram import Bot
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import BufferedInputFile, InputMediaPhoto, Message
+from aiogram.utils.i18n import gettext as _
 from sqlalchemy.ext.asyncio import AsyncSession, async_object_session
 
+from bot.domain import uploads
 from bot.services import media as media_service
 from storage.models import Media
 
 log = logging.getLogger("prolita.media")
 
-# getFile serves files up to 20 MB (a Bot API limit); Telegram tells us the size up front.
-MAX_DOWNLOAD = 20 * 1024 * 1024
+# getFile serves files up to 20 MB (a Bot API limit); Telegram tells us the size up front. The limits
+# are in bot/domain/uploads.py.
+MAX_DOWNLOAD = uploads.MAX_FILE_BYTES
 
 
 class Incoming:
     """The file of a message that carries a photo or a document."""
 
-    def __init__(self, file_id: str, file_unique_id: str, size: int | None, mime: str | None, kind: str) -> None:
+    def __init__(
+        self,
+        file_id: str,
+        file_unique_id: str,
+        size: int | None,
+        mime: str | None,
+        kind: str,
+        width: int | None = None,
+        height: int | None = None,
+    ) -> None:
         self.file_id = file_id
         self.file_unique_id = file_unique_id
         self.size = size
         self.mime = mime
         self.kind = kind  # "photo" | "document"
+        self.width = width  # as Telegram declares it (photos only)
+        self.height = height
 
 
 def incoming_file(message: Message) -> Incoming | None:
     if message.photo:
         biggest = message.photo[-1]
-        return Incoming(biggest.file_id, biggest.file_unique_id, biggest.file_size, "image/jpeg", "photo")
+        return Incoming(
+            biggest.file_id,
+            biggest.file_unique_id,
+            biggest.file_size,
+            "image/jpeg",
+            "photo",
+            biggest.width,
+            biggest.height,
+        )
     if message.document:
         d = message.document
         return Incoming(d.file_id, d.file_unique_id, d.file_size, d.mime_type, "document")
@@ -51,16 +73,52 @@ async def fetch(
     """Download through getFile and store (deduplicated by content).
 
     ``kind`` is what the step accepts: "photo" (any image, also sent as a file) or "document"
-    (image or PDF). Raises media_service.FileTooLarge / NotAnImage / UnsupportedFile / EmptyFile.
+    (image or PDF). Raises media_service.FileTooLarge / ImageTooLarge / NotAnImage /
+    UnsupportedFile / EmptyFile.
+
+    The size is checked before the download (as the message and getFile declare it) and during it
+    (never more than MAX_DOWNLOAD bytes are held), a photo's pixels before the download too (Telegram
+    gives its width and height); the content is checked by ``save_media`` before it is stored.
     """
-    if item.size is not None and item.size > MAX_DOWNLOAD:
-        raise media_service.FileTooLarge(item.size, MAX_DOWNLOAD)
-    file = await bot.get_file(item.file_id)
-    buf = io.BytesIO()
-    await bot.download_file(file.file_path, destination=buf)
-    return await media_service.save_media(
-        session, store, buf.getvalue(), item.mime or "", kind=kind, max_bytes=MAX_DOWNLOAD
-    )
+    try:
+        if item.size is not None and item.size > MAX_DOWNLOAD:
+            raise media_service.FileTooLarge(item.size, MAX_DOWNLOAD)
+        if uploads.too_many_pixels(item.width, item.height):
+            raise media_service.ImageTooLarge(item.width * item.height)
+        file = await bot.get_file(item.file_id)
+        if file.file_size is not None and file.file_size > MAX_DOWNLOAD:
+            raise media_service.FileTooLarge(file.file_size, MAX_DOWNLOAD)
+        buf = _CappedBuffer(MAX_DOWNLOAD)
+        await bot.download_file(file.file_path, destination=buf)
+        return await media_service.save_media(
+            session, store, buf.getvalue(), item.mime or "", kind=kind, max_bytes=MAX_DOWNLOAD
+        )
+    except media_service.ImageTooLarge as exc:
+        log.info("refused a %s: %s pixels, the limit is %d", item.kind, exc.pixels or "too many", exc.limit)
+        raise
+
+
+def too_many_pixels_text(exc: media_service.ImageTooLarge) -> str:
+    """The refusal of an image over the pixel limit, for a step that stays where it is."""
+    return _(
+        "This picture is too large to process (at most {limit} megapixels). Please send a smaller one, "
+        "or send it as a normal photo instead of a file."
+    ).format(limit=exc.limit // 1_000_000)
+
+
+class _CappedBuffer(io.BytesIO):
+    """A download destination that refuses to grow past ``limit`` bytes (a server that sends more
+    than it declared, or declared nothing)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def write(self, chunk: Any) -> int:
+        size = self.tell() + len(chunk)
+        if size > self.limit:
+            raise media_service.FileTooLarge(size, self.limit)
+        return super().write(chunk)
 
 
 # --- sending stored files ---------------------------------------------------------------------------

@@ -3,19 +3,21 @@ capture time against the approval, reused photos (perceptual hash), spending aga
 amount, and what a change of the progress percentage needs.
 
 Flags are facts shown to officers, never reasons to refuse a report. ``read_exif`` and
-``perceptual_hash`` decode images (Pillow, ImageHash): call them off the event loop
-(``asyncio.to_thread``) for big files.
+``perceptual_hash`` decode images (Pillow, ImageHash), opened through ``uploads.open_image`` (an
+image over the pixel limit gives no EXIF and no hash, without being decoded): call them off the
+event loop (``asyncio.to_thread``) for big files.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import io
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from bot.domain.uploads import open_image
 
 WITA = ZoneInfo("Asia/Makassar")
 
@@ -40,6 +42,10 @@ _TAG_DATETIME_DIGITIZED = 0x9004
 _TAG_OFFSET_TIME_ORIGINAL = 0x9011
 _TAG_OFFSET_TIME_DIGITIZED = 0x9012
 _TAG_OFFSET_TIME = 0x9010
+_TAG_ORIENTATION = 0x0112
+# EXIF orientation -> the PIL.Image.Transpose that makes the image upright, as ImageOps.exif_transpose
+# (0 FLIP_LEFT_RIGHT, 1 FLIP_TOP_BOTTOM, 2 ROTATE_90, 3 ROTATE_180, 4 ROTATE_270, 5 TRANSPOSE, 6 TRANSVERSE)
+_UPRIGHT = {2: 0, 3: 3, 4: 1, 5: 5, 6: 4, 7: 6, 8: 2}
 
 
 @dataclass(frozen=True)
@@ -138,10 +144,8 @@ def read_exif(data: bytes, tz: dt.tzinfo = WITA) -> ExifInfo:
     matching OffsetTime* zone when the camera wrote one, else in ``tz`` (default WITA). A GPS
     position of exactly (0, 0) is what some phones write when they had no fix: taken as absent.
     """
-    from PIL import Image
-
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(data) as image:
             exif = image.getexif()
             exif_ifd = dict(exif.get_ifd(_IFD_EXIF))
             gps_ifd = dict(exif.get_ifd(_IFD_GPS))
@@ -168,18 +172,25 @@ def read_exif(data: bytes, tz: dt.tzinfo = WITA) -> ExifInfo:
 
 
 def perceptual_hash(data: bytes) -> str | None:
-    """The 64-bit DCT perceptual hash (ImageHash ``phash``) as 16 hex digits; None if not an image.
+    """The 64-bit DCT perceptual hash (ImageHash ``phash``) as 16 hex digits; None if not an image
+    (or over the pixel limit).
 
     Near-identical images (re-encoded, resized, slightly cropped or recoloured) differ in few bits.
+    The hash is ImageHash's ``phash`` of the upright image; to keep the memory of a big photo down,
+    the decoded image is made greyscale (what ``phash`` does first) before it is turned upright, so
+    only one full-size colour copy exists at a time. The result is the same bits.
     """
     import imagehash
-    from PIL import Image, ImageOps
+    from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
+        with open_image(data) as image:
             image.load()
-            upright = ImageOps.exif_transpose(image) or image
-            return str(imagehash.phash(upright))
+            method = _UPRIGHT.get(image.getexif().get(_TAG_ORIENTATION, 1))
+            grey = image.convert("L")
+        if method is not None:
+            grey = grey.transpose(Image.Transpose(method))
+        return str(imagehash.phash(grey))
     except Exception:
         return None
 

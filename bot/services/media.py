@@ -1,9 +1,11 @@
 """Stored files (photos, berita acara, receipts): content-addressed by SHA-256, one row each.
 
 The handler downloads the bytes from Telegram (getFile) and passes them in; :func:`save_media`
-checks the size and the content (images are decoded with Pillow; a "photo" must be an image),
+checks the size and the content (images are read with Pillow; a "photo" must be an image),
 writes the file once per distinct content, writes a small JPEG thumbnail next to it for images,
-and returns its :class:`~storage.models.Media` row.
+and returns its :class:`~storage.models.Media` row. The limits (file size, pixels, formats) are in
+:mod:`bot.domain.uploads`, and every image is opened through its ``open_image``: an image declaring
+more pixels than allowed is refused from its header, before anything is decoded or stored.
 
 Where the bytes live is behind :class:`MediaStore` (put / open / exists / delete by a relative path). The
 only implementation today is :class:`LocalMediaStore` (a folder, ``MEDIA_DIR``); an object store
@@ -26,6 +28,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain import uploads
+from bot.domain.uploads import ImageTooLarge, open_image
 from storage.db import begin_write, release
 from storage.models import Media
 from storage.repositories import proposals as repo
@@ -35,7 +39,7 @@ log = logging.getLogger("prolita.media")
 if TYPE_CHECKING:  # Pillow is imported where an image is read or drawn, not at start (memory)
     from PIL import ImageDraw
 
-DEFAULT_MAX_BYTES = 20 * 1024 * 1024  # the Bot API's getFile limit
+DEFAULT_MAX_BYTES = uploads.MAX_FILE_BYTES  # the Bot API's getFile limit
 KIND_PHOTO = "photo"
 KIND_DOCUMENT = "document"
 PDF_MIME = "application/pdf"
@@ -133,13 +137,15 @@ class LocalMediaStore:
 
 
 def inspect_image(data: bytes) -> tuple[str, int, int] | None:
-    """``(mime, width, height)`` if Pillow can read ``data`` as an image, else None."""
-    from PIL import Image
-
+    """``(mime, width, height)`` if Pillow can read ``data`` as an image, else None; reads the header
+    and checks the file's structure without decoding its pixels. Raises ImageTooLarge for an image
+    with more than ``uploads.MAX_IMAGE_PIXELS``."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with open_image(data) as img:
             fmt, (width, height) = img.format, img.size
             img.verify()
+    except ImageTooLarge:
+        raise
     except Exception:
         return None
     return _PIL_MIME.get(fmt or "", f"image/{(fmt or 'unknown').lower()}"), width, height
@@ -147,22 +153,28 @@ def inspect_image(data: bytes) -> tuple[str, int, int] | None:
 
 def make_thumbnail(data: bytes, size: int = THUMB_SIZE) -> bytes | None:
     """A JPEG no larger than ``size`` on its longest side, upright (EXIF orientation applied) and
-    without metadata (no GPS in thumbnails); None if ``data`` is not a readable image."""
+    without metadata (no GPS in thumbnails); None if ``data`` is not a readable image or has more
+    pixels than allowed.
+
+    Memory: a JPEG is decoded at a reduced scale (never below twice ``size``), and any image is
+    first brought down to four times ``size`` before it is turned upright or converted, so only the
+    decode itself is full-size."""
     from PIL import Image, ImageOps
 
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            img.seek(0)
+        with open_image(data) as img:
+            img.draft("RGB", (2 * size, 2 * size))
+            img.thumbnail((4 * size, 4 * size))  # in place: the EXIF orientation stays readable
             upright = ImageOps.exif_transpose(img)
-            if upright.mode not in ("RGB", "L"):
-                upright = upright.convert("RGBA")
-                background = Image.new("RGB", upright.size, (255, 255, 255))
-                background.paste(upright, mask=upright.getchannel("A"))
-                upright = background
-            upright.thumbnail((size, size))
-            out = io.BytesIO()
-            upright.convert("RGB").save(out, "JPEG", quality=THUMB_QUALITY, optimize=True)
-            return out.getvalue()
+        if upright.mode not in ("RGB", "L"):
+            upright = upright.convert("RGBA")
+            background = Image.new("RGB", upright.size, (255, 255, 255))
+            background.paste(upright, mask=upright.getchannel("A"))
+            upright = background
+        upright.thumbnail((size, size))
+        out = io.BytesIO()
+        upright.convert("RGB").save(out, "JPEG", quality=THUMB_QUALITY, optimize=True)
+        return out.getvalue()
     except Exception:
         return None
 
@@ -233,7 +245,8 @@ def make_contact_sheet(thumbs: Sequence[bytes | None], flagged: Collection[int] 
         image = None
         if data:
             try:
-                image = Image.open(io.BytesIO(data)).convert("RGB")
+                with open_image(data) as opened:
+                    image = opened.convert("RGB")
                 image.thumbnail((cell, cell))
             except Exception:
                 image = None
@@ -271,8 +284,9 @@ async def save_media(
 ) -> Media:
     """Check and store a file; the same content twice gives the same row (and one file).
 
-    ``kind="photo"`` needs an image; ``kind="document"`` accepts an image or a PDF. Raises
-    FileTooLarge(size, limit), EmptyFile, NotAnImage(mime), UnsupportedFile(mime).
+    ``kind="photo"`` needs an image; ``kind="document"`` accepts an image or a PDF (stored as it
+    is: nothing parses or decompresses a PDF). Raises FileTooLarge(size, limit), EmptyFile,
+    ImageTooLarge(pixels, limit), NotAnImage(mime), UnsupportedFile(mime); nothing is stored then.
     """
     if kind not in (KIND_PHOTO, KIND_DOCUMENT):
         raise ValueError(f"unknown media kind {kind!r}")

@@ -71,7 +71,7 @@ from handlers.common import (
     stale_button,
     when,
 )
-from handlers.media import fetch, incoming_file
+from handlers.media import fetch, incoming_file, too_many_pixels_text
 from handlers.progress.callbacks import ProgCb
 from handlers.proposals import render
 from handlers.proposals.wizard import require_rt_head
@@ -685,6 +685,8 @@ async def file_given(
             problem = _(
                 "This file is {size} MB; the limit is 20 MB. Please send a smaller one (a photo, or a compressed PDF)."
             ).format(size=round(exc.size / 1_000_000, 1))
+        except media_service.ImageTooLarge as exc:
+            problem = too_many_pixels_text(exc)
         except media_service.NotAnImage:
             problem = _("That file is not a photo. Please send a photo of the work site.")
         except (media_service.UnsupportedFile, media_service.EmptyFile):

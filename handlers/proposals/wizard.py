@@ -50,7 +50,7 @@ from handlers.common import (
     nav_row,
     stale_button,
 )
-from handlers.media import fetch, incoming_file
+from handlers.media import fetch, incoming_file, too_many_pixels_text
 from handlers.proposals import render
 from handlers.proposals.callbacks import PropCb
 from storage.models import MEDIA_BUKTI_MUSYAWARAH, MEDIA_FOTO_AWAL, Program, Proposal, User
@@ -902,6 +902,8 @@ async def media_given(
         problem = _(
             "This file is {size} MB; the limit is 20 MB. Please send a smaller one (a photo, or a compressed PDF)."
         ).format(size=round(exc.size / 1_000_000, 1))
+    except media_service.ImageTooLarge as exc:
+        problem = too_many_pixels_text(exc)
     except media_service.NotAnImage:
         problem = _("That file is not a photo. Please send a photo (📎 → Gallery).")
     except (media_service.UnsupportedFile, media_service.EmptyFile):
