@@ -11,6 +11,7 @@ import os
 import platform
 import re
 import signal
+import socket
 import sqlite3
 import sys
 import tempfile
@@ -20,6 +21,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import make_url
@@ -29,6 +31,10 @@ from fakeapi.state import Event
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PG_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
+# Redis database indexes the benchmarks may claim (the tests use 0, 7 and 11 of the shared server).
+BENCH_REDIS_DBS = (12, 13, 14, 15)
+REDIS_CLAIM_KEY = "prolita-bench:claimed-by"
 ADMIN_ID = 900_001
 HEAD_ID_BASE = 6_100_000_000  # simulated RT heads: HEAD_ID_BASE + i
 OFFICER_ID_BASE = 6_000_000_000  # one officer per kelurahan: OFFICER_ID_BASE + kelurahan id
@@ -145,6 +151,43 @@ async def fresh_database(kind: str, workdir: Path, pg_url: str | None = None) ->
                 await asyncio.sleep(0.5)
 
 
+@contextlib.asynccontextmanager
+async def fresh_redis(base: str | None = None) -> AsyncIterator[str]:
+    """The URL of an empty Redis database of this run's own on the server of ``base`` (default
+    TEST_REDIS_URL or the local one): the first empty index of BENCH_REDIS_DBS, claimed with a key
+    (two runs at once get two indexes) and flushed afterwards."""
+    from redis.asyncio import Redis
+
+    base = base or os.environ.get("TEST_REDIS_URL") or DEFAULT_REDIS_URL
+    token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    for index in BENCH_REDIS_DBS:
+        url = urlsplit(base)._replace(path=f"/{index}").geturl()
+        client = Redis.from_url(url, socket_connect_timeout=3)
+        try:
+            try:
+                claimed = await client.dbsize() == 0 and await client.set(REDIS_CLAIM_KEY, token, nx=True)
+            except Exception as exc:
+                raise SystemExit(f"Redis at {_redis_shown(base)} is not usable: {exc!r}") from None
+            if not claimed:
+                continue
+            try:
+                yield url
+            finally:
+                await client.flushdb()
+            return
+        finally:
+            await client.aclose()
+    raise SystemExit(
+        f"Redis at {_redis_shown(base)}: no empty database among indexes {', '.join(map(str, BENCH_REDIS_DBS))} "
+        f"(another benchmark running, or keys left by one that was killed: FLUSHDB the index it used)"
+    )
+
+
+def _redis_shown(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
 async def prepare(url: str) -> None:
     """Migrate, import the bundled Bontang RTs (499) and make this year's programme."""
     from bot.config import load_settings
@@ -253,14 +296,16 @@ async def count_rows(url: str, model: Any, *where: Any) -> int:
 class Process:
     """A bot process (``python -m bot`` or the echo bot) talking to the fake server over HTTP."""
 
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path) -> None:
+    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path, *, ready_log: str | None = None) -> None:
         self.argv = argv
         self.env = env
         self.log_path = log_path
+        self.ready_log = ready_log  # ready once this appears in the log (else: once it long-polls)
         self.proc: asyncio.subprocess.Process | None = None
         self.peak_rss_mb = math.nan
 
     async def start(self, tg: FakeTelegram, bot_id: int, timeout: float = 60.0) -> None:
+        since = len(self.log())
         log = self.log_path.open("ab")
         self.proc = await asyncio.create_subprocess_exec(
             *self.argv, cwd=str(self.log_path.parent), env=self.env, stdout=log, stderr=log
@@ -269,12 +314,18 @@ class Process:
         account = tg.world.bots[bot_id]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
-        while account.active_poll is None or account.active_poll.done():
+        waiting = f"no {self.ready_log!r} in its log" if self.ready_log else "not polling"
+        while not self._ready(account, since):
             if self.proc.returncode is not None:
                 raise SystemExit(f"{self.argv} exited with {self.proc.returncode}:\n{self.log()[-3000:]}")
             if loop.time() > deadline:
-                raise SystemExit(f"{self.argv} not polling after {timeout}s:\n{self.log()[-3000:]}")
+                raise SystemExit(f"{self.argv} {waiting} after {timeout}s:\n{self.log()[-3000:]}")
             await asyncio.sleep(0.05)
+
+    def _ready(self, account: Any, since: int) -> bool:
+        if self.ready_log is not None:
+            return self.ready_log in self.log()[since:]
+        return account.active_poll is not None and not account.active_poll.done()
 
     async def stop(self, timeout: float = 60.0) -> int | None:
         if self.proc is None or self.proc.returncode is not None:
@@ -296,7 +347,8 @@ class Process:
 
 
 def bot_env(token: str, base_url: str, db_url: str, workdir: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOT_", "PROGRAM_", "DATABASE_", "SEND_"))}
+    skip = ("BOT_", "PROGRAM_", "DATABASE_", "SEND_", "WEBHOOK_", "REDIS_", "THROTTLE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.update(
         BOT_TOKEN=token,
         TELEGRAM_API_URL=base_url,
@@ -306,6 +358,10 @@ def bot_env(token: str, base_url: str, db_url: str, workdir: Path, **extra: str)
         LOG_LEVEL="INFO",
         POLLING_TIMEOUT="10",
         SCHEDULED_MESSAGES="0",
+        # Simulated users act as soon as the bot answers (saturation), faster than any person: flood
+        # control is kept out of their way, as in the end-to-end tests; it still runs on every update.
+        THROTTLE_RATE="1000",
+        THROTTLE_BURST="10000",
         PYTHONPATH=str(ROOT),
         PYTHONUNBUFFERED="1",
     )
@@ -313,9 +369,17 @@ def bot_env(token: str, base_url: str, db_url: str, workdir: Path, **extra: str)
     return env
 
 
-def prolita_process(token: str, tg: FakeTelegram, db_url: str, workdir: Path, **extra: str) -> Process:
+def prolita_process(token: str, tg: FakeTelegram, db_url: str, workdir: Path, *, ready_log: str | None = None,
+                    **extra: str) -> Process:  # fmt: skip
     return Process([sys.executable, "-m", "bot"], bot_env(token, tg.base_url, db_url, workdir, **extra),
-                   workdir / "bot.log")  # fmt: skip
+                   workdir / "bot.log", ready_log=ready_log)  # fmt: skip
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def echo_process(token: str, tg: FakeTelegram, workdir: Path) -> Process:

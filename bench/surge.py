@@ -4,6 +4,15 @@ a bare aiogram echo bot on the same fake server (the ceiling, see bench/echo_bot
 
     python -m bench.surge                                   # human pace, N=499, SQLite
     python -m bench.surge --db sqlite,postgresql --mode human,saturation --n 25,100,499
+    python -m bench.surge --db postgresql --instances 2 --n 2000   # 2 webhook instances, one proxy
+
+With ``--instances K`` (K >= 2, PostgreSQL only) the bot runs as production runs several: K
+processes in webhook mode sharing the database, one MEDIA_DIR and the dialog states in Redis (an
+empty database index of the run's own, see bench.common.fresh_redis), behind the round-robin proxy
+of the end-to-end tests (tests/e2e/rrproxy.py). The fake server POSTs each update to the proxy on a
+fresh connection, so consecutive steps of one dialog land on different instances, exactly as in
+tests/e2e/test_two_instances.py. Errors are counted in all K logs; the bot RSS is the sum of the K
+peaks.
 
 Step latency is measured in the fake server (bench.common.StepClock): from the moment the user's
 update is available to the bot until the bot's first answer to it arrives at the server. The album
@@ -16,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import math
 import random
 import re
 import sys
@@ -35,7 +46,9 @@ from bench.common import (
     StepClock,
     answered_within,
     echo_process,
+    free_port,
     fresh_database,
+    fresh_redis,
     machine,
     ms,
     prepare,
@@ -50,6 +63,12 @@ from fakeapi import FakeTelegram, SimUser, WaitTimeout, make_jpeg, make_pdf
 LOST_AFTER = 30.0  # seconds without an answer: the step is lost
 ALBUM = "album (3 photos)"
 ECHO_ID_BASE = HEAD_ID_BASE + 500_000
+MAX_INSTANCES = 8
+# Several instances: what tests/e2e/test_two_instances.py gives its cluster.
+WEBHOOK_FAKE = {"allow_insecure_webhooks": True, "webhook_retry_min_delay": 0.2, "webhook_retry_max_delay": 1.0,
+                "webhook_force_close": True}  # fmt: skip
+WEBHOOK_PATH = "/telegram/webhook"
+WEBHOOK_SECRET = "bench_surge-Secret_0123456789"
 
 
 def _texts() -> dict[str, str]:
@@ -189,11 +208,78 @@ async def run_echo(d: Driver, run: UserRun) -> None:
         run.error = str(exc).splitlines()[0][:200]
 
 
+class Bots:
+    """The bot under test: one process long-polling the fake server, or ``instances`` processes in
+    webhook mode behind the round-robin proxy (PostgreSQL, the FSM in Redis at ``redis_url``)."""
+
+    def __init__(self, tg: FakeTelegram, token: str, db_url: str, tmpdir: Path, instances: int,
+                 redis_url: str | None) -> None:  # fmt: skip
+        self.tg = tg
+        self.proxy: Any = None
+        self.ports: list[int] = []
+        if instances == 1:
+            self.procs = [prolita_process(token, tg, db_url, tmpdir)]
+            return
+        from tests.e2e.rrproxy import RoundRobinProxy  # tests/ is a package: works from the repo root
+
+        assert redis_url is not None
+        self.ports = [free_port() for _ in range(instances)]
+        self.proxy = RoundRobinProxy([("127.0.0.1", port) for port in self.ports])
+        self.procs = []
+        for k, port in enumerate(self.ports, 1):
+            home = tmpdir / f"bot-{k}"
+            home.mkdir()
+            self.procs.append(prolita_process(
+                token, tg, db_url, home, ready_log="webhook set to",
+                WEBHOOK_SECRET=WEBHOOK_SECRET, PORT=str(port), INSTANCE_ID=f"bot-{k}", LEADER_RETRY="0.5",
+                REDIS_URL=redis_url,
+                MEDIA_DIR=str(tmpdir / "media"),  # shared, as the README asks of several instances
+                SEND_LEASE="10",
+            ))  # fmt: skip
+
+    async def start(self, bot_id: int) -> None:
+        if self.proxy is not None:
+            await self.proxy.start()  # listening on a free port: the webhook URL is known from here on
+            for proc in self.procs:
+                proc.env["WEBHOOK_URL"] = f"http://127.0.0.1:{self.proxy.port}{WEBHOOK_PATH}"
+        await asyncio.gather(*(proc.start(self.tg, bot_id) for proc in self.procs))
+
+    async def stop(self) -> None:
+        await asyncio.gather(*(proc.stop() for proc in self.procs))
+        if self.proxy is not None:
+            await self.proxy.close()
+
+    @property
+    def rss_each_mb(self) -> list[float]:
+        return [proc.peak_rss_mb for proc in self.procs]
+
+    def errors(self) -> list[str]:
+        if len(self.procs) == 1:
+            return self.procs[0].errors()
+        return [f"[bot-{k}] {line}" for k, proc in enumerate(self.procs, 1) for line in proc.errors()]
+
+    def posts(self) -> list[int]:
+        """Webhook POSTs (connections) the proxy passed to each instance."""
+        return [self.proxy.counts[("127.0.0.1", port)] for port in self.ports] if self.proxy is not None else []
+
+    def keep_logs(self, path: Path) -> None:
+        if len(self.procs) == 1:
+            path.write_text(self.procs[0].log())
+            return
+        for k, proc in enumerate(self.procs, 1):
+            path.with_name(f"{path.stem}-{k}{path.suffix}").write_text(proc.log())
+
+
+def db_label(db: str, instances: int) -> str:
+    return db if instances == 1 else f"{db}×{instances} webhook"
+
+
 @dataclass
 class Result:
     db: str
     mode: str
     n: int
+    instances: int = 1
     users_done: int = 0
     steps: int = 0
     seconds: float = 0.0
@@ -208,11 +294,18 @@ class Result:
     proposals: int = 0
     missing: int = 0
     duplicated: int = 0
-    bot_rss_mb: float = 0.0
+    bot_rss_mb: float = 0.0  # the sum of the instances' peaks
+    bot_rss_each_mb: list[float] = field(default_factory=list)
+    webhook_posts: list[int] = field(default_factory=list)  # per instance, through the proxy
+    webhook_failed: int = 0  # delivery attempts not answered 2xx (each retried by the fake server)
     echo_users_done: int = 0
     echo_steps_per_s: float = 0.0
     echo: Latencies | None = None
     echo_lost: int = 0
+
+    @property
+    def label(self) -> str:
+        return db_label(self.db, self.instances)
 
     @property
     def throughput_ratio(self) -> float:
@@ -227,19 +320,23 @@ def _stats(steps: list, since: float) -> tuple[Latencies, int, float, float]:
 
 
 async def surge(db: str, mode: str, n: int, *, think: float, pg_url: str | None, echo: bool, seed: int,
-                keep_log: Path | None = None) -> Result:  # fmt: skip
+                keep_log: Path | None = None, instances: int = 1, redis_url: str | None = None) -> Result:  # fmt: skip
     from storage.db import create_engine, create_sessionmaker
     from storage.models import Proposal
 
+    if instances > 1 and db != "postgresql":
+        raise ValueError(f"{instances} instances need PostgreSQL (one database shared by all), not {db}")
     rng = random.Random(seed)
-    result = Result(db, mode, n)
+    result = Result(db, mode, n, instances)
     txt = _texts()
     pdf = make_pdf("Berita acara musyawarah")
     media = [[make_jpeg(320, 240, color=(rng.randrange(256), 90, 160), text=f"{i}-{k}") for k in range(3)]
              for i in range(n)]  # fmt: skip
     with workdir("surge") as tmp:
         tmpdir = Path(tmp)
-        async with FakeTelegram() as tg, fresh_database(db, tmpdir, pg_url) as url:
+        redis = fresh_redis(redis_url) if instances > 1 else contextlib.nullcontext()
+        fake = WEBHOOK_FAKE if instances > 1 else {}
+        async with FakeTelegram(**fake) as tg, fresh_database(db, tmpdir, pg_url) as url, redis as redis_db:
             await prepare(url)
             ids = [HEAD_ID_BASE + i for i in range(n)]
             seeded = await seed_heads(url, ids)
@@ -250,18 +347,25 @@ async def surge(db: str, mode: str, n: int, *, think: float, pg_url: str | None,
             heads = [tg.user(f"Ketua{i}", language_code="id", id=uid, bot=bot) for i, uid in enumerate(ids)]
             clock = StepClock(tg)
             clock.start()
-            proc = prolita_process(bot.token, tg, url, tmpdir)
-            await proc.start(tg, bot.id)
-            runs = [UserRun() for _ in heads]
-            pace = Pace(mode, think, rng)
-            started = time.time()
-            await asyncio.gather(*(
-                run_wizard(Driver(h, clock, bot.id, pace), media[i], pdf, txt, runs[i]) for i, h in enumerate(heads)
-            ))  # fmt: skip
-            await asyncio.sleep(0.5)
-            await proc.stop()
+            bots = Bots(tg, bot.token, url, tmpdir, instances, redis_db)
+            try:
+                await bots.start(bot.id)
+                runs = [UserRun() for _ in heads]
+                pace = Pace(mode, think, rng)
+                started = time.time()
+                await asyncio.gather(*(
+                    run_wizard(Driver(h, clock, bot.id, pace), media[i], pdf, txt, runs[i])
+                    for i, h in enumerate(heads)
+                ))  # fmt: skip
+                await asyncio.sleep(0.5)
+            finally:
+                await bots.stop()
             await clock.stop()
-            result.bot_rss_mb = proc.peak_rss_mb
+            result.bot_rss_each_mb = bots.rss_each_mb
+            result.bot_rss_mb = sum(result.bot_rss_each_mb)
+            result.webhook_posts = bots.posts()
+            if instances > 1:
+                result.webhook_failed = sum(1 for a in tg.server.webhooks.attempts if a.bot_id == bot.id and not a.ok)
             steps = clock.of(bot.id)
             plain = [s for s in steps if s.label != ALBUM]
             result.step, lost_plain, result.seconds, _ = _stats(plain, started)
@@ -279,10 +383,10 @@ async def surge(db: str, mode: str, n: int, *, think: float, pg_url: str | None,
             result.per_step = {k: Latencies.of(v) for k, v in by_label.items()}
             result.users_done = sum(r.ok for r in runs)
             result.failures = [f"{r.failed_step}: {r.error}" for r in runs if not r.ok][:5]
-            result.error_lines = proc.errors()
+            result.error_lines = bots.errors()
             result.errors = len(result.error_lines)
             if keep_log is not None:
-                await asyncio.to_thread(keep_log.write_text, proc.log())
+                await asyncio.to_thread(bots.keep_logs, keep_log)
             engine = create_engine(url)
             try:
                 async with create_sessionmaker(engine)() as s:
@@ -327,13 +431,18 @@ async def surge(db: str, mode: str, n: int, *, think: float, pg_url: str | None,
 
 def print_result(r: Result, *, per_step: bool) -> None:
     if per_step and r.per_step:
-        print(f"\nSurge {r.db}, {r.mode} pace, N={r.n}: step latency (ms), update available -> first answer")
+        print(f"\nSurge {r.label}, {r.mode} pace, N={r.n}: step latency (ms), update available -> first answer")
         print(
             table(
                 ["step", "count", "p50", "p95", "p99", "max"],
                 [[k, v.count, ms(v.p50), ms(v.p95), ms(v.p99), ms(v.max)] for k, v in r.per_step.items()],
             )
         )
+    if r.instances > 1:
+        each = ", ".join(f"bot-{k} {p}" for k, p in enumerate(r.webhook_posts, 1))
+        rss = " + ".join("?" if math.isnan(x) else f"{x:.0f}" for x in r.bot_rss_each_mb)
+        print(f"  webhook POSTs per instance: {each}; failed deliveries (retried): {r.webhook_failed}; "
+              f"bot RSS MB {rss}")  # fmt: skip
     if r.failures:
         print(f"  incomplete users (first {len(r.failures)}): " + "; ".join(r.failures))
     if r.error_lines:
@@ -345,7 +454,7 @@ def summary(results: list[Result]) -> str:
     for r in results:
         s, a, e = r.step, r.album, r.echo
         rows.append([
-            r.db, r.mode, r.n, f"{r.users_done}/{r.n}", r.steps, f"{r.steps_per_s:.1f}",
+            r.label, r.mode, r.n, f"{r.users_done}/{r.n}", r.steps, f"{r.steps_per_s:.1f}",
             ms(s.p50), ms(s.p95), ms(s.p99), ms(a.p50), ms(a.p99), r.lost, r.errors, r.missing, r.duplicated,
             f"{r.bot_rss_mb:.0f}",
             f"{r.echo_steps_per_s:.1f}" if e else "-", ms(e.p50) if e else "-", ms(e.p99) if e else "-",
@@ -354,7 +463,7 @@ def summary(results: list[Result]) -> str:
         ])  # fmt: skip
     return table(
         ["db", "pace", "N", "done", "steps", "steps/s", "p50 ms", "p95 ms", "p99 ms", "album p50", "album p99",
-         "lost", "errors", "missing", "dup", "bot RSS MB", "echo steps/s", "echo p50", "echo p99",
+         "lost", "errors", "missing", "dup", "bot RSS MB (sum)", "echo steps/s", "echo p50", "echo p99",
          "thr/echo", "p99/echo"],
         rows,
     )  # fmt: skip
@@ -374,10 +483,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mode", type=_csv, default=["human"], help="human (2 s ±50%% think time) and/or saturation")
     p.add_argument("--think", type=float, default=2.0, help="mean think time of human pace, seconds")
     p.add_argument("--pg-url", help="PostgreSQL server (default TEST_DATABASE_URL or the local one)")
-    p.add_argument("--no-echo", action="store_true", help="skip the echo-bot ceiling")
+    p.add_argument("--instances", type=int, default=1, metavar="K",
+                   help="bot processes: 1 long-polls; 2 or more run in webhook mode behind a round-robin proxy, "
+                        "sharing PostgreSQL and Redis (PostgreSQL only)")  # fmt: skip
+    p.add_argument("--redis-url", help="Redis server for 2+ instances (default TEST_REDIS_URL or the local one); "
+                                       "a run claims an empty database index 12-15, flushed afterwards")  # fmt: skip
+    p.add_argument("--no-echo", action="store_true", help="skip the echo-bot ceiling (always one echo bot)")
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--json", type=Path, help="append the results as JSON lines to this file")
-    p.add_argument("--bot-log", type=Path, help="keep the bot's log of the last run here")
+    p.add_argument(
+        "--bot-log",
+        type=Path,
+        help="keep the bot's log of the last run here (2+ instances: one per instance, NAME-1.log, ...)",
+    )
     args = p.parse_args(argv)
     for db in args.db:
         if db not in ("sqlite", "postgresql"):
@@ -389,6 +507,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         p.error("--n: between 1 and 5000")
     if args.think < 0:
         p.error("--think must not be negative")
+    if not 1 <= args.instances <= MAX_INSTANCES:
+        p.error(f"--instances: between 1 and {MAX_INSTANCES}")
+    if args.instances > 1 and any(db != "postgresql" for db in args.db):
+        p.error(f"--instances {args.instances} needs --db postgresql: several instances share one database "
+                f"(a SQLite file is one process's)")  # fmt: skip
     return args
 
 
@@ -399,9 +522,10 @@ async def main_async(args: argparse.Namespace) -> list[Result]:
     for db in args.db:
         for mode in args.mode:
             for n in args.n:
-                print(f"... {db}, {mode} pace, N={n}", flush=True)
+                print(f"... {db_label(db, args.instances)}, {mode} pace, N={n}", flush=True)
                 r = await surge(db, mode, n, think=args.think, pg_url=args.pg_url, echo=not args.no_echo,
-                                seed=args.seed, keep_log=args.bot_log)  # fmt: skip
+                                seed=args.seed, keep_log=args.bot_log, instances=args.instances,
+                                redis_url=args.redis_url)  # fmt: skip
                 print_result(r, per_step=mode == "human")
                 results.append(r)
                 if args.json:

@@ -4,12 +4,16 @@ printed by the benchmarks, never asserted here."""
 
 from __future__ import annotations
 
+import os
+
 import aiohttp
 import pytest
+from redis.asyncio import Redis
 
 from bench import datascale, fanout, surge
 from bench.common import StepClock, percentile, table
 from fakeapi import FakeTelegram, make_jpeg
+from tests.conftest import TEST_DATABASE_URL, _pg_unavailable_reason
 
 pytestmark = pytest.mark.e2e
 
@@ -60,6 +64,37 @@ async def test_surge_smoke(tmp_path):
     assert result.echo is not None and result.echo.count == 2 * surge.WIZARD_STEPS
     text = surge.summary([result])
     assert "sqlite" in text and "thr/echo" in text
+
+
+async def test_surge_two_webhook_instances_smoke():
+    """--instances 2: both instances behind the proxy get updates, and nothing is lost or doubled."""
+    reason = await _pg_unavailable_reason()
+    redis_url = os.environ.get("TEST_REDIS_URL", "").strip()
+    if reason is None and not redis_url:
+        reason = "two-instance surge skipped: TEST_REDIS_URL is not set (.ci/run sets it)"
+    if reason is None:
+        client = Redis.from_url(redis_url, socket_connect_timeout=2)
+        try:
+            await client.ping()
+        except Exception as exc:
+            reason = f"two-instance surge skipped: Redis at TEST_REDIS_URL not reachable ({exc!r})"
+        finally:
+            await client.aclose()
+    if reason:
+        pytest.skip(reason)
+    result = await surge.surge("postgresql", "saturation", 2, think=0.0, pg_url=TEST_DATABASE_URL, echo=False,
+                               seed=1, instances=2, redis_url=redis_url)  # fmt: skip
+    assert (result.users_done, result.steps) == (2, 2 * surge.WIZARD_STEPS), result.failures
+    assert (result.lost, result.errors, result.missing, result.duplicated) == (0, 0, 0, 0), result.error_lines
+    assert result.proposals == 2 and result.webhook_failed == 0
+    assert len(result.webhook_posts) == 2 and min(result.webhook_posts) > 0
+    assert sum(result.webhook_posts) == 2 * (surge.WIZARD_STEPS + 2)  # an album is 3 updates
+    assert len(result.bot_rss_each_mb) == 2 and result.bot_rss_mb == pytest.approx(sum(result.bot_rss_each_mb))
+    assert "postgresql×2 webhook" in surge.summary([result])
+    with pytest.raises(SystemExit):
+        surge.parse_args(["--instances", "2"])  # SQLite is one process's
+    with pytest.raises(ValueError, match="PostgreSQL"):
+        await surge.surge("sqlite", "saturation", 1, think=0.0, pg_url=None, echo=False, seed=1, instances=2)
 
 
 async def test_fanout_smoke():
