@@ -35,6 +35,7 @@ from bot.leader import Leadership
 from bot.middlewares.context import HandlerTraceMiddleware, UpdateContextMiddleware
 from bot.middlewares.i18n import UserLocaleMiddleware
 from bot.middlewares.requests import FloodControl, KeepResponseTypes, StaleCallbackAnswer, flood_limiter
+from bot.middlewares.throttle import ThrottleMiddleware, build_limiter
 from bot.notifier import OutboxSender
 from bot.polling import SafePoller
 from bot.services import programs
@@ -92,14 +93,22 @@ def build_dispatcher(settings: Settings, sessionmaker: async_sessionmaker[AsyncS
     common.configure(settings.timezone)
 
     storage, isolation = build_storage(settings, sessionmaker)
+    redis = getattr(storage, "redis", None)
     dp = Dispatcher(
         storage=storage,
         events_isolation=isolation,
+        disable_fsm=True,  # its middleware is registered below, after flood control
         settings=settings,
         sessionmaker=sessionmaker,
         media_store=LocalMediaStore(settings.media_dir),
-        album_replies=Debouncer(redis=getattr(storage, "redis", None)),
+        album_replies=Debouncer(redis=redis),
     )
+    # A flooding user's update is dropped before the dialog state is read (aiogram's FSM middleware
+    # reads it, and takes the per-user lock) and before any database session is opened.
+    limiter = build_limiter(settings.throttle_rate, settings.throttle_burst, redis)
+    if limiter is not None:
+        dp.update.outer_middleware(ThrottleMiddleware(limiter, i18n))
+    dp.update.outer_middleware(dp.fsm)
     dp.update.outer_middleware(UpdateContextMiddleware(sessionmaker, settings))
     dp.update.outer_middleware(UserLocaleMiddleware(i18n))
     trace = HandlerTraceMiddleware()

@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     send_rate: float = 25.0
     send_concurrency: int = 8
     send_lease: int = 300
+    # Flood control of incoming updates (bot/middlewares/throttle.py): each user may send
+    # THROTTLE_BURST updates (messages, button presses) in a row, then THROTTLE_RATE a second; the
+    # rest are dropped, with one "please wait" per flood. An album counts as one. 0 turns it off.
+    throttle_rate: float = 1.0
+    throttle_burst: int = 10
     # Reminders to Ketua RT and officers' morning digests (off: e.g. end-to-end tests on real time).
     scheduled_messages: bool = True
     # Stored files nothing refers to (a cancelled report's photos, a photo removed from a draft) are deleted
@@ -176,6 +181,20 @@ class Settings(BaseSettings):
     def _check_send_lease(cls, value: int) -> int:
         if not 10 <= value <= 86400:
             raise ValueError("must be seconds between 10 and 86400, e.g. 300 (longer than a request may take)")
+        return value
+
+    @field_validator("throttle_rate")
+    @classmethod
+    def _check_throttle_rate(cls, value: float) -> float:
+        if value != 0 and not 0.05 <= value <= 1000:
+            raise ValueError("must be updates per second per user between 0.05 and 1000, e.g. 1 (0: no flood control)")
+        return value
+
+    @field_validator("throttle_burst")
+    @classmethod
+    def _check_throttle_burst(cls, value: int) -> int:
+        if not 1 <= value <= 10000:
+            raise ValueError("must be between 1 and 10000 updates, e.g. 10")
         return value
 
     @field_validator("media_orphan_days")

@@ -28,7 +28,8 @@ disable_created_metrics()  # no *_created series: they double the output and not
 
 UPDATES = Counter(
     "prolita_updates",
-    "Telegram updates handled, by handler and outcome (ok, unhandled, duplicate, error).",
+    "Telegram updates handled, by handler and outcome (ok, unhandled, duplicate, error, "
+    "throttled: dropped by flood control).",
     ["handler", "outcome"],
 )
 HANDLER_SECONDS = Histogram(
