@@ -16,6 +16,12 @@ document of the programme that gets forwarded, printed and filed, and its column
 the same for everyone who builds formulas or pivot tables on them. So the sheet names, headers and
 labels below are literal Indonesian strings, deliberately not gettext'd (the chat messages around
 the file are).
+
+No cell is ever a formula (CWE-1236): every string (titles, RAB descriptions and units, place and
+category names, the programme's name) goes through :func:`bot.domain.spreadsheet.neutralise` (a
+single quote in front of a leading ``=``, ``+``, ``-``, ``@``, tab or CR, as OWASP recommends) and is
+written as a string cell (``data_type "s"``: openpyxl would otherwise store ``"=…"`` as a formula and
+``"#N/A"`` as an error). Amounts, counts, percentages and dates stay numbers.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import LEVEL_KECAMATAN, LEVEL_KELURAHAN, Forbidden, Scope
+from bot.domain.spreadsheet import neutralise
 from bot.domain.timefmt import tz_abbreviation
 from bot.domain.workflow import (
     DIAJUKAN,
@@ -342,15 +349,20 @@ class RecapWorkbook:
     as they stream in; ``finish`` writes the recap and the Info sheet and saves.
 
     openpyxl is imported here, when a recap is made, not when the bot starts: it pulls in numpy
-    (memory)."""
+    (memory).
+
+    Every value goes into a cell through :meth:`_value` or :meth:`_cell`, which make a string a
+    neutralised string cell (see the module's docstring)."""
 
     def __init__(self) -> None:
         from openpyxl import Workbook
+        from openpyxl.cell import WriteOnlyCell
         from openpyxl.styles import Font
 
         self.bold = Font(bold=True)
         self.wb = Workbook(write_only=True)
         self.info = self.wb.create_sheet(SHEET_INFO)
+        self._probe = WriteOnlyCell(self.info)  # never written: asks openpyxl how it would type a string
         self.info.column_dimensions["A"].width = 38
         self.info.column_dimensions["B"].width = 44
         self.proposals = self._table(SHEET_PROPOSALS, PROPOSAL_COLUMNS)
@@ -358,8 +370,28 @@ class RecapWorkbook:
         self.recap = self._table(SHEET_RECAP, RECAP_COLUMNS)
         self.rows = {SHEET_PROPOSALS: 1, SHEET_RAB: 1, SHEET_RECAP: 1}
 
-    def _table(self, title: str, columns: Sequence[tuple[str, float, str | None]]) -> Any:
+    def _cell(self, ws: Any, value: Any) -> Any:
+        """A cell holding ``value``; a string is neutralised and the cell forced to a string cell."""
         from openpyxl.cell import WriteOnlyCell
+
+        if not isinstance(value, str):
+            return WriteOnlyCell(ws, value=value)
+        cell = WriteOnlyCell(ws, value=neutralise(value))
+        cell.data_type = "s"  # after the value: assigning "=…" would have made it "f"
+        return cell
+
+    def _value(self, ws: Any, value: Any) -> Any:
+        """``value`` for an unstyled cell: a string neutralised, and as a plain value (cheaper than a
+        cell) only when openpyxl stores it as a string anyway, else as a cell forced to a string."""
+        if not isinstance(value, str):
+            return value
+        text = neutralise(value)
+        if text[:1] not in ("=", "#"):  # openpyxl types only "=…" (formula) and "#…" (error) otherwise
+            return text
+        self._probe.value = text
+        return text if self._probe.data_type == "s" else self._cell(ws, text)
+
+    def _table(self, title: str, columns: Sequence[tuple[str, float, str | None]]) -> Any:
         from openpyxl.styles import Alignment
         from openpyxl.utils import get_column_letter
 
@@ -369,7 +401,7 @@ class RecapWorkbook:
         ws.freeze_panes = "A2"
         header = []
         for label, _w, _f in columns:
-            cell = WriteOnlyCell(ws, value=label)
+            cell = self._cell(ws, label)
             cell.font = self.bold
             cell.alignment = Alignment(wrap_text=True, vertical="top")
             header.append(cell)
@@ -377,14 +409,12 @@ class RecapWorkbook:
         return ws
 
     def _append(self, ws: Any, columns: Sequence[tuple[str, float, str | None]], values: Iterable[Any], bold=False):
-        from openpyxl.cell import WriteOnlyCell
-
         cells = []
         for (_label, _w, fmt), value in zip(columns, values, strict=True):
             if not bold and (fmt is None or value is None):
-                cells.append(value)  # a plain value is much cheaper than a styled cell
+                cells.append(self._value(ws, value))  # a plain value is much cheaper than a styled cell
                 continue
-            cell = WriteOnlyCell(ws, value=value)
+            cell = self._cell(ws, value)
             if fmt is not None and value is not None:
                 cell.number_format = fmt
             if bold:
@@ -453,10 +483,9 @@ class RecapWorkbook:
         ]
 
     def _note(self, ws: Any, text: str) -> None:
-        from openpyxl.cell import WriteOnlyCell
         from openpyxl.styles import Font
 
-        cell = WriteOnlyCell(ws, value=text)
+        cell = self._cell(ws, text)
         cell.font = Font(italic=True)
         ws.append([cell])
 
@@ -478,20 +507,19 @@ class RecapWorkbook:
         self.wb.save(target)
 
     def _write_info(self, summary: Summary) -> None:
-        from openpyxl.cell import WriteOnlyCell
         from openpyxl.styles import Alignment, Font
 
         ws, meta, t = self.info, summary.meta, summary.total
         zone = tz_abbreviation(meta.tz, meta.generated_at)
 
         def row(label: str, value: Any, fmt: str | None = None) -> None:
-            cell = WriteOnlyCell(ws, value=value)
+            cell = self._cell(ws, value)
             if fmt is not None and value is not None:
                 cell.number_format = fmt
             cell.alignment = Alignment(horizontal="left")
-            ws.append([label, cell])
+            ws.append([self._value(ws, label), cell])
 
-        title = WriteOnlyCell(ws, value=f"Rekap {meta.program_name} Tahun Anggaran {meta.year}")
+        title = self._cell(ws, f"Rekap {meta.program_name} Tahun Anggaran {meta.year}")
         title.font = Font(bold=True, size=14)
         ws.append([title])
         ws.append([])

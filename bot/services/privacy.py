@@ -39,6 +39,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from bot.domain.spreadsheet import neutralise_strings
 from bot.services import audit
 from storage.db import begin_write, release
 from storage.models import (
@@ -402,7 +403,13 @@ def _json_default(value: Any) -> Any:
 
 
 def to_json(export: dict[str, Any]) -> str:
-    return json.dumps(export, ensure_ascii=False, indent=2, default=_json_default)
+    """The /dataku file. Every string in it goes through :func:`neutralise_strings` (CWE-1236): the
+    file is often opened in a spreadsheet (Excel's "From JSON", or an online JSON-to-CSV converter
+    first), where a title or an idea typed as ``=HYPERLINK(...)``, ``+1+1`` or ``@SUM(A1)`` would
+    become a live formula; with OWASP's single quote in front it stays text. Only values that start
+    like a formula change, and the text after the quote is exactly what is stored. Numbers, booleans
+    and dates are not strings here and stay as they are; the chat summary shows the raw values."""
+    return json.dumps(neutralise_strings(export), ensure_ascii=False, indent=2, default=_json_default)
 
 
 # --- /hapusdata -----------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """/ekspor over HTTP against the real bot process: an officer gets an .xlsx that openpyxl opens, with
 the totals in the caption and in the file; the menu button does the same; a resident and a revoked
-officer are refused in plain words; a year without a programme is explained."""
+officer are refused in plain words; a year without a programme is explained; a title and RAB lines
+typed as spreadsheet formulas are text in the file, never formulas (CWE-1236)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from openpyxl import load_workbook
 from sqlalchemy import select
 
 from bot.services import officers, review, users
+from fakeapi import make_jpeg, make_pdf
 from handlers.common import BTN_EXPORT
 from storage.models import AuditLog, Officer
 from tests.e2e.conftest import ADMIN_ID, t
+from tests.e2e.test_proposal_wizard import seed_people
 from tests.e2e.test_review import seed, start_chat, submitted
 
 pytestmark = pytest.mark.e2e
@@ -84,3 +87,60 @@ async def test_officer_exports_and_others_are_refused(sqlite_url, tg, launch, db
             ("denied.export", officer.id),
         ]
     )
+
+
+FORMULA_TITLE = '=HYPERLINK("http://evil.example","klik")'
+FORMULA_LINES = ("@SUM(A1) 2 sak x 65.000", "+1+1 1 ls x 50rb")
+
+
+async def test_text_typed_as_formulas_is_never_a_formula_in_the_recap(db_url, tg, launch, db):
+    """CWE-1236: a Ketua RT types a title and RAB lines that are spreadsheet formulas through the
+    /usulan wizard; in the officer's /ekspor file no cell anywhere is a formula, the typed text is
+    there as text with OWASP's quote in front, and the amounts are still numbers."""
+    await launch(db_url)
+    officer = tg.user("Rina", "Petugas", language_code="id")
+    head = tg.user("Budi", language_code="id")
+    await start_chat(officer, head)
+    await seed_people(db, db_url, officer, [head])
+    await head.wait_message("Budi Santoso", timeout=20)  # told of the verification before the wizard starts
+
+    await head.send("/usulan")
+    await head.wait_message(predicate=lambda m: "Infrastruktur fisik" in m.button_texts)
+    await head.press("Infrastruktur fisik")
+    await head.wait_message(t("Type a short <b>title</b>, e.g. <i>Semenisasi jalan gang RT 05</i>.")[:20])
+    await head.send(FORMULA_TITLE)
+    await head.send("-1+1 jalan gang rusak")
+    await head.wait_message(t("📍 Send my current location"))
+    await head.share_location(0.13370, 117.49500)
+    await head.press(t("Skip ➡️"))
+    await head.wait_message("Semen 50 sak x 65.000")
+    await head.send("\n".join(FORMULA_LINES))
+    await head.wait_message("Rp 180.000")  # 2 × 65.000 + 1 × 50.000
+    await head.press(t("✅ Done, next"))
+    await head.wait_message(t("Send <b>1 to 10 photos</b> of the site as it is now (several at once is fine). "
+                              "Photos so far: {n}.")[:30])
+    await head.send_photo(make_jpeg(text="1"))
+    await head.wait_message("📷")
+    await head.press(t("➡️ Next"))
+    await head.wait_message("PDF")
+    await head.send_document(make_pdf("Berita acara"), file_name="berita-acara.pdf", mime_type="application/pdf")
+    await head.wait_message("1")
+    await head.press(t("➡️ Next"))
+    await head.send("20 orang")
+    summary = await head.wait_message("HYPERLINK")
+    await head.press(t("📨 Send"), message=summary)
+    sent = await head.wait_message("PRL-")
+    code = next(w for w in sent.text.split() if w.startswith("PRL-")).strip(".,:;()<>b/")
+
+    officer.mark_read()
+    await officer.send("/ekspor")
+    doc = await officer.wait_message(predicate=lambda m: m.document is not None, timeout=20)
+    wb = load_workbook(io.BytesIO(await officer.download(doc)))
+    cells = [c for ws in wb for row in ws.iter_rows() for c in row if c.value is not None]
+    formulas = [(c.parent.title, c.coordinate, c.value) for c in cells if c.data_type == "f"]
+    assert not formulas
+    assert all(c.data_type == "s" for c in cells if isinstance(c.value, str))
+    [row] = wb["Usulan"].iter_rows(min_row=2, values_only=True)
+    assert (row[0], row[5], row[6]) == (code, "'" + FORMULA_TITLE, 180_000)
+    lines = [(r[5], r[6], r[7], r[9]) for r in wb["RAB"].iter_rows(min_row=2, values_only=True)]
+    assert lines == [("'@SUM(A1)", 2, "sak", 130_000), ("'+1+1", 1, "ls", 50_000)]
