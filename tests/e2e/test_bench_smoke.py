@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from bench import datascale, fanout, surge
+from bench import datascale, fanout, flood, surge
 from bench.common import StepClock, percentile, table
 from fakeapi import FakeTelegram, make_jpeg
 from tests.conftest import TEST_DATABASE_URL, _pg_unavailable_reason
@@ -64,6 +64,16 @@ async def test_surge_smoke(tmp_path):
     assert result.echo is not None and result.echo.count == 2 * surge.WIZARD_STEPS
     text = surge.summary([result])
     assert "sqlite" in text and "thr/echo" in text
+
+
+async def test_flood_smoke():
+    """One flood window beside 2 walking users: one notice, every press answered, most of it dropped."""
+    result = await flood.run("sqlite", "on", 2, cycles=1, quiet=1.0, think=0.5, pg_url=None, seed=1)
+    assert (result.flood_sent, result.flood_notices, result.presses_answered, result.presses) == (200, 1, 50, 50)
+    assert result.flood_handled < 50
+    assert (sum(result.lost.values()), result.errors) == (0, 0), result.error_lines
+    assert result.windows["flood"].count > 0
+    assert "presses answered" in flood.summary([result])
 
 
 async def test_surge_two_webhook_instances_smoke():
