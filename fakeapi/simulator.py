@@ -30,6 +30,7 @@ from .errors import ApiError
 from .media import make_jpeg, make_ogg_voice, make_webp_sticker
 from .server import ApiCall, FakeBotAPI, Fault
 from .state import (
+    ALL_UPDATE_TYPES,
     BotAccount,
     CallbackQueryRecord,
     ChatMessage,
@@ -583,28 +584,8 @@ class SimUser:
             if "url" in button:
                 return CallbackAnswer(answered=False, url=button["url"], message=message)
             raise NotImplementedError(f"pressing {button} is not simulated (only callback_data and url)")
-        world = self.tg.world
-        bot = conv.bot
-        if conv.blocked:
-            world.set_blocked(conv, False)
-        query_id = str(random.randint(10**18, 9 * 10**18))
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        record = CallbackQueryRecord(
-            query_id, bot.id, self.id, message, button["callback_data"], time.time(), future=future
-        )
-        bot.callback_queries[query_id] = record
-        payload = {
-            "id": query_id,
-            "from": self.account.to_json(),
-            "message": message.json(),
-            "chat_instance": conv.chat_instance,
-            "data": button["callback_data"],
-        }
-        world.events.publish(
-            "callback_query", bot_id=bot.id, chat_id=self.id, message=message, callback_query=payload
-        )
-        world.enqueue_update(bot, "callback_query", payload)
-        self._mark_action(conv, "press")
+        query_id = self._callback_query(conv, message, button["callback_data"], future=future)
         try:
             answer = await asyncio.wait_for(asyncio.shield(future), wait)
         except TimeoutError:
@@ -618,6 +599,66 @@ class SimUser:
             query_id=query_id,
             message=message,
         )
+
+    def _callback_query(
+        self,
+        conv: Conversation,
+        message: ChatMessage,
+        data: str,
+        *,
+        inaccessible: bool = False,
+        future: asyncio.Future[dict[str, Any]] | None = None,
+    ) -> str:
+        """Record a callback query (so answerCallbackQuery can answer it) and queue its update."""
+        world = self.tg.world
+        bot = conv.bot
+        if conv.blocked:
+            world.set_blocked(conv, False)
+        query_id = str(random.randint(10**18, 9 * 10**18))
+        record = CallbackQueryRecord(query_id, bot.id, self.id, message, data, time.time(), future=future)
+        bot.callback_queries[query_id] = record
+        if inaccessible:  # InaccessibleMessage: chat, message_id and date 0
+            shown: dict[str, Any] = {"chat": message.data["chat"], "message_id": message.message_id, "date": 0}
+        else:
+            shown = message.json()
+        payload = {
+            "id": query_id,
+            "from": self.account.to_json(),
+            "message": shown,
+            "chat_instance": conv.chat_instance,
+            "data": data,
+        }
+        world.events.publish(
+            "callback_query", bot_id=bot.id, chat_id=self.id, message=message, callback_query=payload
+        )
+        world.enqueue_update(bot, "callback_query", payload)
+        self._mark_action(conv, "press")
+        return query_id
+
+    async def send_callback(
+        self,
+        data: str,
+        *,
+        message: ChatMessage | None = None,
+        inaccessible: bool = False,
+        bot: BotRef = None,
+    ) -> str:
+        """A button press with any ``data``, without waiting for the answer: what a modified client
+        (or a replayed old button) sends. Returns the query id; ``tg.callback_queries()`` tells which
+        ones the bot answered. The press is on ``message`` (default: the bot's latest message);
+        ``inaccessible`` sends that message as an ``InaccessibleMessage`` (``date`` 0), as Telegram
+        does for a message the bot can no longer access. ``data`` is 1-64 bytes, like a button's."""
+        size = len(data.encode("utf-8"))
+        if not 1 <= size <= 64:
+            raise ValueError(f"callback data is 1-64 bytes in UTF-8, not {size}")
+        conv = self.chat(bot)
+        if message is None:
+            message = next((m for m in reversed(conv.history()) if m.from_bot and not m.deleted), None)
+            if message is None:
+                raise LookupError(f"{self!r}: the bot has sent no message to press a button on")
+        query_id = self._callback_query(conv, message, data, inaccessible=inaccessible)
+        await asyncio.sleep(0)
+        return query_id
 
     async def _press_keyboard(
         self, conv: Conversation, button: dict[str, Any], location: tuple[float, float] | None
@@ -935,6 +976,33 @@ class FakeTelegram:
 
     def pending_updates(self, bot: BotRef = None) -> list[dict[str, Any]]:
         return copy.deepcopy(self.bot(bot).updates)
+
+    def inject_update(
+        self,
+        update_type: str,
+        payload: dict[str, Any],
+        *,
+        bot: BotRef = None,
+        ignore_allowed_updates: bool = False,
+    ) -> dict[str, Any] | None:
+        """Queue a raw update: ``update_type`` is a field of the Bot API's ``Update`` (``"message"``,
+        ``"inline_query"``, ``"chat_member"``...), ``payload`` its object as Telegram would send it.
+        Returns the queued update, or None when the bot's allowed_updates exclude the type (dropped,
+        as Telegram does). ``ignore_allowed_updates`` delivers it anyway: an update created before
+        the bot's latest allowed_updates took effect (see :meth:`World.enqueue_update`)."""
+        if update_type not in ALL_UPDATE_TYPES:
+            raise ValueError(f"{update_type!r} is not an update type of the Bot API (Update's fields)")
+        if not isinstance(payload, dict):
+            raise TypeError("an update's payload is a JSON object (dict)")
+        update = self.world.enqueue_update(
+            self.bot(bot), update_type, payload, ignore_allowed_updates=ignore_allowed_updates
+        )
+        return copy.deepcopy(update) if update is not None else None
+
+    def callback_queries(self, bot: BotRef = None) -> list[CallbackQueryRecord]:
+        """Every callback query sent to the bot (pressed buttons and :meth:`SimUser.send_callback`),
+        oldest first; ``answered`` says whether the bot called answerCallbackQuery in time."""
+        return list(self.bot(bot).callback_queries.values())
 
     # ---------------------------------------------------------------------------------- users
 

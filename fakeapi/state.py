@@ -747,12 +747,17 @@ class World:
 
     # --- updates
     def enqueue_update(
-        self, bot: BotAccount, update_type: str, payload: dict[str, Any]
+        self, bot: BotAccount, update_type: str, payload: dict[str, Any], *, ignore_allowed_updates: bool = False
     ) -> dict[str, Any] | None:
         """Queue an update for a bot, unless its allowed_updates exclude the type (then it is dropped,
-        like Telegram, which does not create updates of types the bot did not ask for)."""
+        like Telegram, which does not create updates of types the bot did not ask for).
+
+        ``ignore_allowed_updates`` queues it anyway: an update created before the bot's latest
+        allowed_updates took effect, which Telegram still delivers ("this parameter doesn't affect
+        updates created before the call to getUpdates, so unwanted updates may be received for a
+        short period of time")."""
         update = {"update_id": bot.next_update_id, update_type: copy.deepcopy(payload)}
-        if update_type not in bot.effective_update_types():
+        if update_type not in bot.effective_update_types() and not ignore_allowed_updates:
             bot.dropped_updates.append(update)
             return None
         bot.next_update_id += 1

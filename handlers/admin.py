@@ -25,6 +25,8 @@ from handlers.common import (
     cancel_row,
     chunk,
     drop_buttons,
+    edit_or_send,
+    parse_cb_int,
     stale_button,
 )
 from storage.models import SCOPE_KECAMATAN, SCOPE_KELURAHAN, SCOPE_KOTA, Officer, User
@@ -125,7 +127,10 @@ async def revoke_ask(
             ]
         ]
     )
-    await query.message.edit_reply_markup(reply_markup=kb)
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=kb)
+    elif query.message is not None:  # the officers list is out of reach: ask in a new message
+        await query.message.answer(_("Revoke this officer?"), reply_markup=kb)
 
 
 @router.callback_query(AdminCb.filter(F.action == "revoke_ok"))
@@ -135,14 +140,17 @@ async def revoke_do(
     if not await _admin_only(query, user, settings, session):
         return
     try:
-        officer = await officers.revoke(session, user.id, settings.admin_ids, int(callback_data.value))
-    except (officers.NotFound, ValueError):
+        officer_id = parse_cb_int(callback_data.value)
+        if officer_id is None:
+            raise officers.NotFound(callback_data.value)
+        officer = await officers.revoke(session, user.id, settings.admin_ids, officer_id)
+    except officers.NotFound:
         await query.answer(_("This officer was already revoked."), show_alert=True)
         await drop_buttons(query.message)
         return
     await query.answer(_("Revoked."))
-    await query.message.edit_text(
-        _("🚫 {name} is no longer an officer.").format(name=escape_html(officer.user.display_name()))
+    await edit_or_send(
+        query.message, _("🚫 {name} is no longer an officer.").format(name=escape_html(officer.user.display_name()))
     )
 
 
@@ -240,7 +248,8 @@ async def _finish(
         return
     await state.clear()
     await query.answer(_("Saved."))
-    await query.message.edit_text(
+    await edit_or_send(
+        query.message,
         _("👮 Officer appointed: id {id} for {scope}. They have been told.").format(
             id=officer.user_id, scope=scope_label(officer)
         )
@@ -274,7 +283,7 @@ async def appoint_scope(
         for k in await wilayah.list_kecamatan(session)
     ]
     rows.append(cancel_row())
-    await query.message.edit_text(_("Choose the kecamatan:"), reply_markup=InlineKeyboardMarkup(inline_keyboard=rows))
+    await edit_or_send(query.message, _("Choose the kecamatan:"), InlineKeyboardMarkup(inline_keyboard=rows))
 
 
 @router.callback_query(Appoint.kecamatan, AdminCb.filter(F.action == "kec"))
@@ -289,7 +298,7 @@ async def appoint_kecamatan(
 ) -> None:
     if not await _admin_only(query, user, settings, session):
         return
-    kec = await wilayah.get_kecamatan(session, int(callback_data.value or 0))
+    kec = await wilayah.get_kecamatan(session, parse_cb_int(callback_data.value) or 0)
     if kec is None:
         await stale_button(query, session)
         return
@@ -304,7 +313,8 @@ async def appoint_kecamatan(
         InlineKeyboardButton(text=k.name, callback_data=AdminCb(action="kel", value=str(k.id)).pack())
         for k in await wilayah.list_kelurahan(session, kec.id)
     ]
-    await query.message.edit_text(
+    await edit_or_send(
+        query.message,
         _("Choose the kelurahan:"),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[*chunk(buttons, 2), cancel_row()]),
     )
@@ -323,7 +333,7 @@ async def appoint_kelurahan(
     if not await _admin_only(query, user, settings, session):
         return
     data = await state.get_data()
-    kel = await wilayah.get_kelurahan(session, int(callback_data.value or 0))
+    kel = await wilayah.get_kelurahan(session, parse_cb_int(callback_data.value) or 0)
     if kel is None or kel.kecamatan_id != data.get("kecamatan_id"):
         await stale_button(query, session)
         return

@@ -39,10 +39,12 @@ from handlers.common import (
     BTN_IDEAS_INBOX,
     BTN_SEND_IDEA,
     N_,
+    CbInt,
     Label,
     cancel_row,
     chunk,
     drop_buttons,
+    edit_or_send,
     main_menu,
     rt_place,
     stale_button,
@@ -92,8 +94,8 @@ class AspCb(CallbackData, prefix="asp"):
     send. RT head: list (``page``), open/photo/loc (idea ``id``), bahas/usulkan/tolak (idea ``id``)."""
 
     action: str
-    id: int = 0
-    page: int = 0
+    id: CbInt = 0
+    page: CbInt = 0
 
 
 class Asp(StatesGroup):
@@ -201,7 +203,8 @@ async def kecamatan_chosen(
     await state.update_data(kecamatan_id=kec.id)
     await state.set_state(Asp.kelurahan)
     buttons = [_btn(k.name, "kel", k.id) for k in await wilayah.list_kelurahan(session, kec.id)]
-    await query.message.edit_text(
+    await edit_or_send(
+        query.message,
         _("Kecamatan: <b>{name}</b>. Choose your <b>kelurahan</b>:").format(name=escape_html(kec.name)),
         reply_markup=_kb(*chunk(buttons, 2), cancel_row()),
     )
@@ -220,7 +223,8 @@ async def kelurahan_chosen(
     await state.update_data(kelurahan_id=kel.id)
     await state.set_state(Asp.rt)
     buttons = [_btn(f"{r.number:02d}", "rt", r.id) for r in await wilayah.list_rts(session, kel.id)]
-    await query.message.edit_text(
+    await edit_or_send(
+        query.message,
         _("Kel. {kelurahan}: which <b>RT</b>?").format(kelurahan=escape_html(kel.name)),
         reply_markup=_kb(*chunk(buttons, 6), cancel_row()),
     )

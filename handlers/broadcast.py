@@ -18,7 +18,17 @@ from bot.domain.permissions import Forbidden
 from bot.notices_broadcast import broadcast_text, progress_text
 from bot.services import broadcast as broadcasts
 from bot.services import officers
-from handlers.common import BTN_BROADCAST, TEXT_ANSWER, Label, cancel_row, chunk, drop_buttons, stale_button
+from handlers.common import (
+    BTN_BROADCAST,
+    TEXT_ANSWER,
+    Label,
+    cancel_row,
+    chunk,
+    drop_buttons,
+    edit_or_send,
+    parse_cb_int,
+    stale_button,
+)
 from storage.models import User
 from storage.repositories import wilayah
 
@@ -35,6 +45,14 @@ class Siaran(StatesGroup):
     audience = State()
     text = State()
     confirm = State()
+
+
+# An area audience in callback data: "kec.5" for the service's "kec:5" (the data's own separator is ":").
+AREA_SEPARATOR = "."
+
+
+def _area(kind: str, ident: int) -> str:
+    return f"{kind}{AREA_SEPARATOR}{ident}"
 
 
 def _btn(text: str, action: str, value: str = "") -> InlineKeyboardButton:
@@ -75,21 +93,22 @@ async def siaran(message: Message, user: User, settings: Settings, session: Asyn
 @router.callback_query(SiaranCb.filter(F.action == "area"), Siaran.audience)
 async def pick_kecamatan(query: CallbackQuery, session: AsyncSession) -> None:
     rows = [[_btn(k.name, "kec", str(k.id))] for k in await wilayah.list_kecamatan(session)]
-    await query.message.edit_text(
-        _("Choose the kecamatan."), reply_markup=InlineKeyboardMarkup(inline_keyboard=[*rows, cancel_row()])
+    await edit_or_send(
+        query.message, _("Choose the kecamatan."), InlineKeyboardMarkup(inline_keyboard=[*rows, cancel_row()])
     )
     await query.answer()
 
 
 @router.callback_query(SiaranCb.filter(F.action == "kec"), Siaran.audience)
 async def pick_kelurahan(query: CallbackQuery, callback_data: SiaranCb, session: AsyncSession) -> None:
-    kec_id = int(callback_data.value)
-    kec = await wilayah.get_kecamatan(session, kec_id)
+    kec_id = parse_cb_int(callback_data.value)
+    kec = await wilayah.get_kecamatan(session, kec_id) if kec_id is not None else None
     if kec is None:
         return await stale_button(query, session)
-    rows = [[_btn(k.name, "kel", str(k.id))] for k in await wilayah.list_kelurahan(session, kec_id)]
-    everyone = [_btn(_("Everyone in Kec. {name}").format(name=kec.name), "aud", f"kec:{kec_id}")]
-    await query.message.edit_text(
+    rows = [[_btn(k.name, "kel", str(k.id))] for k in await wilayah.list_kelurahan(session, kec.id)]
+    everyone = [_btn(_("Everyone in Kec. {name}").format(name=kec.name), "aud", _area("kec", kec.id))]
+    await edit_or_send(
+        query.message,
         _("Choose the kelurahan, or the whole kecamatan."),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[everyone, *rows, cancel_row()]),
     )
@@ -98,13 +117,14 @@ async def pick_kelurahan(query: CallbackQuery, callback_data: SiaranCb, session:
 
 @router.callback_query(SiaranCb.filter(F.action == "kel"), Siaran.audience)
 async def pick_rt(query: CallbackQuery, callback_data: SiaranCb, session: AsyncSession) -> None:
-    kel_id = int(callback_data.value)
-    kel = await wilayah.get_kelurahan(session, kel_id)
+    kel_id = parse_cb_int(callback_data.value)
+    kel = await wilayah.get_kelurahan(session, kel_id) if kel_id is not None else None
     if kel is None:
         return await stale_button(query, session)
-    buttons = [_btn(f"{rt.number:02d}", "aud", f"rt:{rt.id}") for rt in await wilayah.list_rts(session, kel_id)]
-    everyone = [_btn(_("Everyone in Kel. {name}").format(name=kel.name), "aud", f"kel:{kel_id}")]
-    await query.message.edit_text(
+    buttons = [_btn(f"{rt.number:02d}", "aud", _area("rt", rt.id)) for rt in await wilayah.list_rts(session, kel.id)]
+    everyone = [_btn(_("Everyone in Kel. {name}").format(name=kel.name), "aud", _area("kel", kel.id))]
+    await edit_or_send(
+        query.message,
         _("Choose an RT (its Ketua RT and followers), or the whole kelurahan."),
         reply_markup=InlineKeyboardMarkup(inline_keyboard=[everyone, *chunk(buttons, 5), cancel_row()]),
     )
@@ -113,11 +133,12 @@ async def pick_rt(query: CallbackQuery, callback_data: SiaranCb, session: AsyncS
 
 @router.callback_query(SiaranCb.filter(F.action == "aud"), Siaran.audience)
 async def chosen(query: CallbackQuery, callback_data: SiaranCb, session: AsyncSession, state: FSMContext) -> None:
+    audience = callback_data.value.replace(AREA_SEPARATOR, ":", 1)  # "kec.5" -> the service's "kec:5"
     try:
-        found = await broadcasts.recipients(session, callback_data.value)
+        found = await broadcasts.recipients(session, audience)
     except broadcasts.BadAudience:
         return await stale_button(query, session)
-    await state.update_data(audience=callback_data.value)
+    await state.update_data(audience=audience)
     await state.set_state(Siaran.text)
     await drop_buttons(query.message)
     await query.message.answer(
@@ -159,24 +180,30 @@ async def send(
     query: CallbackQuery, user: User, settings: Settings, session: AsyncSession, state: FSMContext
 ) -> None:
     data = await state.get_data()
+    shown = query.message
+    if not isinstance(shown, Message) or shown.text is None:  # no question to edit: progress in a new message
+        if not settings.is_admin(user.id):
+            await query.answer(_("This menu is for administrators only."), show_alert=True)
+            return
+        shown = await query.bot.send_message(user.id, _("Sending…"))
     try:
         item = await broadcasts.create(
             session, user.id, settings.admin_ids, data["audience"], data["text"],
-            progress_chat_id=query.message.chat.id, progress_message_id=query.message.message_id,
+            progress_chat_id=shown.chat.id, progress_message_id=shown.message_id,
         )
     except Forbidden:
         await query.answer(_("This menu is for administrators only."), show_alert=True)
         return
     await state.clear()
     progress = broadcasts.Progress(item.total, 0, 0, 0, item.total)
-    await query.message.edit_text(progress_text(progress), reply_markup=None)
+    await shown.edit_text(progress_text(progress), reply_markup=None)
     await query.answer(_("Sending…"))
 
 
 @router.callback_query(SiaranCb.filter(F.action == "cancel"))
 async def cancel(query: CallbackQuery, state: FSMContext) -> None:
     await state.clear()
-    await query.message.edit_text(_("Broadcast cancelled; nothing was sent."), reply_markup=None)
+    await edit_or_send(query.message, _("Broadcast cancelled; nothing was sent."))
     await query.answer()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Annotated, Any
 
 from aiogram import F
 from aiogram.exceptions import TelegramBadRequest
@@ -12,12 +12,15 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import (
     CallbackQuery,
     InlineKeyboardButton,
+    InlineKeyboardMarkup,
     KeyboardButton,
+    MaybeInaccessibleMessage,
     Message,
     ReplyKeyboardMarkup,
 )
 from aiogram.utils.i18n import I18n
 from aiogram.utils.i18n import gettext as _
+from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.domain.permissions import ADMIN, KETUA_RT, PETUGAS
@@ -148,6 +151,22 @@ CANCEL_WORDS = {"batal", "cancel", "/batal", "/cancel", "stop"}
 BACK_WORDS = {"kembali", "back", "/kembali"}
 
 
+# An integer field of callback data (ids, pages, offsets, a unix time): 0 to 2**31 - 1, the range
+# of the database's integer columns. Data forged with a negative or larger number does not match
+# the button's handlers (it is refused as a stale button) instead of reaching a query that fails.
+CB_INT_MAX = 2**31 - 1
+CbInt = Annotated[int, Field(ge=0, le=CB_INT_MAX)]
+
+
+def parse_cb_int(value: str) -> int | None:
+    """A number carried in a text field of callback data (``AdminCb.value``...), if it is one in
+    :data:`CbInt`'s range; None for anything else a forged button may carry."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    number = int(value)
+    return number if number <= CB_INT_MAX else None
+
+
 class NavCb(CallbackData, prefix="nav"):
     action: str  # "back" | "cancel"
 
@@ -201,15 +220,36 @@ def rt_place(rt: RT) -> str:
     )
 
 
-async def drop_buttons(message: Message | None) -> None:
-    """Remove a message's inline buttons; harmless if they are already gone (a double tap)."""
-    if message is None:
+async def drop_buttons(message: MaybeInaccessibleMessage | None) -> None:
+    """Remove a message's inline buttons; harmless if they are already gone (a double tap), or if
+    Telegram no longer lets the bot see the message (an ``InaccessibleMessage``: nothing to edit)."""
+    if not isinstance(message, Message):
         return
     try:
         await message.edit_reply_markup(reply_markup=None)
     except TelegramBadRequest as exc:
         if "not modified" not in str(exc) and "not found" not in str(exc):
             raise
+
+
+async def edit_or_send(
+    message: MaybeInaccessibleMessage | None, text: str, reply_markup: InlineKeyboardMarkup | None = None
+) -> None:
+    """Show ``text`` in place of the message whose button was pressed; as a new message when that
+    one has no text to replace (a photo, a map pin: a forged button may be pressed on any message)
+    or Telegram sends it as an ``InaccessibleMessage`` (deleted, or out of the bot's reach)."""
+    if message is None:
+        return
+    if isinstance(message, Message) and message.text is not None:
+        try:
+            await message.edit_text(text, reply_markup=reply_markup)
+            return
+        except TelegramBadRequest as exc:
+            if "not modified" in str(exc):
+                return
+            if "can't be edited" not in str(exc) and "not found" not in str(exc):
+                raise
+    await message.answer(text, reply_markup=reply_markup)
 
 
 async def stale_button(query: CallbackQuery, session: AsyncSession) -> None:

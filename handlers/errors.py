@@ -8,6 +8,7 @@ import logging
 import re
 
 from aiogram import F, Router
+from aiogram.exceptions import TelegramForbiddenError
 from aiogram.filters import ExceptionTypeFilter, StateFilter
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, ErrorEvent, Message
@@ -69,6 +70,15 @@ def _not_an_outage(event: ErrorEvent) -> bool:
     """An outage of the database or Redis is not handled here: the update is left unhandled, so the
     webhook answers 503 and Telegram sends it again once the service is back (bot/unavailable.py)."""
     return not is_unavailable(event.exception)
+
+
+@router.errors(ExceptionTypeFilter(TelegramForbiddenError))
+async def blocked_meanwhile(event: ErrorEvent) -> bool:
+    """Telegram refused a reply because the person blocked the bot (or deleted their account) while
+    their update was being handled: nobody is left to answer, and the update is done. The bot hears
+    of it again only if they write again, which unblocks it."""
+    log.info("update %s: the reply was refused (%s); nothing more to send", event.update.update_id, event.exception)
+    return True
 
 
 @router.errors(ExceptionTypeFilter(Exception), _not_an_outage)

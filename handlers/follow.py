@@ -26,7 +26,18 @@ from bot.domain.timefmt import tz_abbreviation
 from bot.services import follows, programs
 from bot.services.proposals import find_by_code
 from bot.services.users import Roles
-from handlers.common import BTN_BACK, BTN_FOLLOW, BTN_SETTINGS, N_, Label, cancel_row, chunk, rt_place, stale_button
+from handlers.common import (
+    BTN_BACK,
+    BTN_FOLLOW,
+    BTN_SETTINGS,
+    N_,
+    CbInt,
+    Label,
+    cancel_row,
+    chunk,
+    rt_place,
+    stale_button,
+)
 from storage.models import DIGEST_DAILY, DIGEST_OFF, DIGEST_WEEKLY, RT, NotificationPrefs, Proposal
 from storage.repositories import wilayah
 
@@ -46,8 +57,8 @@ class FollowCb(CallbackData, prefix="fl"):
     answer replaces the pressed message (the picker's own buttons), 0 a new message."""
 
     action: str
-    id: int = 0
-    page: int = 0
+    id: CbInt = 0
+    page: CbInt = 0
 
 
 class SettingsCb(CallbackData, prefix="ns"):

@@ -26,7 +26,7 @@ from bot.domain.text import escape_html
 from bot.i18n import LANGUAGES
 from bot.services import privacy
 from bot.services.users import Roles
-from handlers.common import BTN_CANCEL, N_, drop_buttons, main_menu, short_day, when
+from handlers.common import BTN_CANCEL, N_, CbInt, drop_buttons, main_menu, short_day, when
 from storage.models import (
     ROLE_ADMIN,
     ROLE_KETUA_RT,
@@ -64,7 +64,7 @@ ASPIRATION_LABELS = {
 
 class PrivacyCb(CallbackData, prefix="pdp"):
     action: str  # "erase" | "keep"
-    at: int = 0  # unix time the confirmation was shown
+    at: CbInt = 0  # unix time the confirmation was shown
 
 
 # --- rendering ---------------------------------------------------------------------------------------

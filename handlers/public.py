@@ -34,6 +34,7 @@ from handlers.common import (
     BTN_BACK,
     BTN_BROWSE,
     BTN_CHECK_CODE,
+    CbInt,
     Label,
     cancel_row,
     chunk,
@@ -63,8 +64,8 @@ class PubCb(CallbackData, prefix="pub"):
     ``page`` 1 = shown in place of the RT's list, 0 = as a new message)."""
 
     action: str
-    id: int = 0
-    page: int = 0
+    id: CbInt = 0
+    page: CbInt = 0
 
 
 class Cek(StatesGroup):

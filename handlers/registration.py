@@ -33,10 +33,12 @@ from handlers.common import (
     BTN_SHARE_PHONE,
     NOT_FOR_STEP,
     TEXT_ANSWER,
+    CbInt,
     Label,
     NavCb,
     chunk,
     drop_buttons,
+    edit_or_send,
     main_menu,
     nav_reply_keyboard,
     nav_row,
@@ -66,7 +68,7 @@ ORDER = [Reg.consent, Reg.name, Reg.phone, Reg.kecamatan, Reg.kelurahan, Reg.rt,
 
 class RegCb(CallbackData, prefix="rg"):
     step: str  # consent | kec | kel | rt | confirm
-    value: int = 0
+    value: CbInt = 0
 
 
 def consent_text(settings: Settings) -> str:
@@ -334,7 +336,7 @@ async def kecamatan_chosen(
         await stale_button(query, session)
         return
     await query.answer()
-    await query.message.edit_text(_("Kecamatan: <b>{name}</b>").format(name=escape_html(kec.name)))
+    await edit_or_send(query.message, _("Kecamatan: <b>{name}</b>").format(name=escape_html(kec.name)))
     await state.update_data(kecamatan_id=kec.id)
     await ask(Reg.kelurahan, query.message, state, session, settings)
 
@@ -349,7 +351,7 @@ async def kelurahan_chosen(
         await stale_button(query, session)
         return
     await query.answer()
-    await query.message.edit_text(_("Kelurahan: <b>{name}</b>").format(name=escape_html(kel.name)))
+    await edit_or_send(query.message, _("Kelurahan: <b>{name}</b>").format(name=escape_html(kel.name)))
     await state.update_data(kelurahan_id=kel.id)
     await ask(Reg.rt, query.message, state, session, settings)
 
@@ -371,7 +373,7 @@ async def rt_button(
         await stale_button(query, session)
         return
     await query.answer()
-    await query.message.edit_text(_("RT: <b>{rt}</b>").format(rt=rt.label()))
+    await edit_or_send(query.message, _("RT: <b>{rt}</b>").format(rt=rt.label()))
     await _rt_chosen(query.message, rt.id, state, session, settings)
 
 

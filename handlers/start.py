@@ -17,7 +17,17 @@ from bot.domain.text import escape_html
 from bot.i18n import LANGUAGES
 from bot.services import users
 from bot.services.users import Roles
-from handlers.common import BTN_HELP, BTN_LANGUAGE, CANCEL_WORDS, Label, NavCb, drop_buttons, main_menu, rt_place
+from handlers.common import (
+    BTN_HELP,
+    BTN_LANGUAGE,
+    CANCEL_WORDS,
+    Label,
+    NavCb,
+    drop_buttons,
+    edit_or_send,
+    main_menu,
+    rt_place,
+)
 from storage.models import User
 
 router = Router(name=__name__)
@@ -145,5 +155,5 @@ async def language_chosen(
     with i18n.use_locale(callback_data.code):
         await query.answer()
         if query.message:
-            await query.message.edit_text(_("Language: {name}").format(name=LANGUAGES[callback_data.code]))
+            await edit_or_send(query.message, _("Language: {name}").format(name=LANGUAGES[callback_data.code]))
             await query.message.answer(_("Done. I will write to you in this language."), reply_markup=main_menu(roles))

@@ -19,9 +19,11 @@ from handlers.common import (
     BTN_VERIFY,
     NOT_FOR_STEP,
     TEXT_ANSWER,
+    CbInt,
     Label,
     cancel_row,
     drop_buttons,
+    edit_or_send,
     main_menu,
     rt_place,
     when,
@@ -36,7 +38,7 @@ PAGE = 5
 
 class VerifyCb(CallbackData, prefix="vf"):
     action: str  # list | ok | no
-    id: int = 0  # registration id, or the page offset for "list"
+    id: CbInt = 0  # registration id, or the page offset for "list"
 
 
 class Verify(StatesGroup):
@@ -146,7 +148,7 @@ async def _decide(
     )
     if query is not None:
         await query.answer(_("Saved. The applicant has been told."))
-        await query.message.edit_text(f"{card(reg, None)}\n\n{verdict}")
+        await edit_or_send(query.message, f"{card(reg, None)}\n\n{verdict}")
     else:
         await reply_to.answer(
             _("Registration #{id} of {name}: {verdict} The applicant has been told.").format(

@@ -30,6 +30,7 @@ from handlers.common import (
     BTN_VOTE,
     MENU_LABELS,
     N_,
+    CbInt,
     Label,
     cancel_row,
     drop_buttons,
@@ -64,8 +65,8 @@ class VoteCb(CallbackData, prefix="mv"):
     proposal), to (attach vote ``id`` to proposal ``p``)."""
 
     action: str
-    id: int = 0
-    p: int = 0
+    id: CbInt = 0
+    p: CbInt = 0
 
 
 class Musyawarah(StatesGroup):

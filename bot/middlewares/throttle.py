@@ -194,7 +194,9 @@ class ThrottleMiddleware(BaseMiddleware):
         return UNHANDLED
 
     def _remember_locale(self, user_id: int, user: Any) -> None:
-        lang = getattr(user, "language", None)
+        # Only a value already loaded: after a failed update the session has rolled back and closed,
+        # so reading the attribute would try to reload it from a session that is gone.
+        lang = vars(user).get("language") if hasattr(user, "__dict__") else None
         if lang is None:
             return
         if lang == DEFAULT_LOCALE:

@@ -39,5 +39,11 @@ async def record_refused(session: AsyncSession, actor_id: int | None, what: str,
     from storage.db import begin_write
 
     await begin_write(session)
-    record(session, actor_id, "denied." + what, "callback", None, reason=(detail or "")[:200])
+    record(session, actor_id, "denied." + what, "callback", None, reason=storable(detail or "")[:200])
     await session.commit()
+
+
+def storable(text: str) -> str:
+    """Text as a database can keep it: NUL, which a forged button's data may carry and PostgreSQL's
+    text refuses, written as ``\\x00``."""
+    return text.replace("\x00", "\\x00")

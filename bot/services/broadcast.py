@@ -48,6 +48,8 @@ def _rt_ids(audience: str) -> Select[tuple[int]] | None:
         ident = int(raw)
     except ValueError:
         raise BadAudience(audience) from None
+    if not 0 < ident <= 2**31 - 1:  # not an id of the database's integer columns
+        raise BadAudience(audience)
     if kind == "rt":
         return select(RT.id).where(RT.id == ident)
     if kind == "kel":

@@ -65,9 +65,11 @@ from handlers.common import (
     Label,
     NavCb,
     drop_buttons,
+    edit_or_send,
     main_menu,
     nav_reply_keyboard,
     nav_row,
+    parse_cb_int,
     stale_button,
     when,
 )
@@ -595,12 +597,13 @@ async def percent_button(
     proposal = await _current(query, callback_data, state, session, roles)
     if proposal is None:
         return
-    if not callback_data.arg.isdigit() or int(callback_data.arg) not in PERCENT_BUTTONS:
+    percent = parse_cb_int(callback_data.arg)
+    if percent not in PERCENT_BUTTONS:
         await stale_button(query, session)
         return
     await query.answer()
-    await query.message.edit_text(_("Progress: <b>{percent}%</b>").format(percent=int(callback_data.arg)))
-    await _set_percent(query.message, state, proposal, int(callback_data.arg))
+    await edit_or_send(query.message, _("Progress: <b>{percent}%</b>").format(percent=percent))
+    await _set_percent(query.message, state, proposal, percent)
 
 
 @router.message(Laporan.persen, *ANSWER_TEXT)

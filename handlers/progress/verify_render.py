@@ -23,7 +23,7 @@ from bot.domain import evidence
 from bot.domain.money import format_rupiah
 from bot.domain.text import escape_html
 from bot.services import progress, registration
-from handlers.common import rt_place, short_day, when
+from handlers.common import CbInt, rt_place, short_day, when
 from handlers.proposals.render import REPORT_STATUS_MARKS
 from storage.models import (
     MEDIA_FOTO_PROGRES,
@@ -44,7 +44,7 @@ class VerifyProgressCb(CallbackData, prefix="vp"):
     asks for a note); ``id`` is the report id otherwise."""
 
     action: str
-    id: int = 0
+    id: CbInt = 0
 
 
 # --- wording of the evidence flags -------------------------------------------------------------------

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
 
+from handlers.common import CbInt
+
 
 class PropCb(CallbackData, prefix="pp"):
     """``action``: open (resume a draft / a proposal to revise), cat (category), skip, done, send,
@@ -11,6 +13,6 @@ class PropCb(CallbackData, prefix="pp"):
     line_del; ``id`` is the proposal (or line) id; ``v`` the proposal version the card showed."""
 
     action: str
-    id: int = 0
-    v: int = 0
+    id: CbInt = 0
+    v: CbInt = 0
     arg: str = ""

@@ -21,7 +21,7 @@ from bot.services import public as public_svc
 from bot.services.media import MediaStore
 from bot.services.proposals import ProposalNotFound
 from bot.services.users import Roles
-from handlers.common import BTN_PROGRESS, rt_place, stale_button
+from handlers.common import BTN_PROGRESS, CbInt, rt_place, stale_button
 from handlers.media import send_photos
 from handlers.progress.callbacks import ProgCb
 from handlers.proposals import render
@@ -38,7 +38,7 @@ class CardCb(CallbackData, prefix="kd"):
     """``action``: open (the card of proposal ``id``), foto (the latest progress report's photos)."""
 
     action: str
-    id: int
+    id: CbInt
 
 
 def open_button(proposal: Proposal) -> InlineKeyboardButton:

@@ -45,6 +45,7 @@ from handlers.common import (
     NavCb,
     chunk,
     drop_buttons,
+    edit_or_send,
     main_menu,
     nav_reply_keyboard,
     nav_row,
@@ -510,8 +511,9 @@ async def category_chosen(
         return
     program = await _program(session, proposal)
     await query.answer()
-    await query.message.edit_text(
-        _("Category: <b>{name}</b>").format(name=escape_html(render.category_name(program, proposal.category_code)))
+    await edit_or_send(
+        query.message,
+        _("Category: <b>{name}</b>").format(name=escape_html(render.category_name(program, proposal.category_code))),
     )
     await ask(following, query.message, state, session, proposal, settings)
 
@@ -1158,7 +1160,7 @@ async def drop(
         return
     await state.clear()
     await query.answer(_("Deleted."))
-    await query.message.edit_text(_("🗑 The draft was deleted."))
+    await edit_or_send(query.message, _("🗑 The draft was deleted."))
     await query.message.answer(_("What next? Use the menu below."), reply_markup=main_menu(roles))
 
 

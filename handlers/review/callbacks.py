@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from aiogram.filters.callback_data import CallbackData
 
+from handlers.common import CbInt
+
 
 class ReviewCb(CallbackData, prefix="tj"):
     """``action``: list (queue page; ``id`` is the offset), open (show a proposal's card), loc, foto,
@@ -13,6 +15,6 @@ class ReviewCb(CallbackData, prefix="tj"):
     the version the card showed."""
 
     action: str
-    id: int = 0
-    v: int = 0
+    id: CbInt = 0
+    v: CbInt = 0
     arg: str = ""
